@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The token graph: child, chain, any-of and all-of tokens, and the fan-out
+ * that carries a trigger down to every descendant.
+ *
+ * A child holds a reference to each parent; a parent lists its children
+ * weakly (a link inside the child's allocation), and a child that is freed
+ * unlinks itself at once.  The fan-out is iterative: the tokens still to be
+ * walked are kept on a list threaded through the tokens themselves, so it
+ * needs no memory and no stack depth proportional to the graph.
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void fanout_init(struct fanout *f)
+{
+	f->stack = NULL;
+	f->run = NULL;
+	f->run_tail = &f->run;
+}
+
+static void fanout_push(struct fanout *f, struct cfd_token *t)
+{
+	t->work_next = f->stack;
+	f->stack = t;
+}
+
+static bool token_claim(struct cfd_token *t)
+{
+	return !(atomic_fetch_or(&t->state, ST_CLAIMED) & ST_CLAIMED);
+}
+
+/* Trigger one child on behalf of a parent's walk; the parent's lock is
+ * held, which keeps the child's memory alive (a child frees itself only
+ * after unlinking under that lock). */
+static void visit_child(struct fanout *f, struct cfd_token *c,
+			struct cfd_token *origin, unsigned signo)
+{
+	unsigned reason = CFD_REASON_PARENT;
+
+	if (token_state(c) & ST_ALL_OF) {
+		if (atomic_fetch_sub(&c->all_of_pending, 1) != 1)
+			return;
+		reason = CFD_REASON_ALL_OF;
+	}
+	if (token_set_triggered(c, reason, signo, true)) {
+		atomic_store_explicit(&c->origin, origin, memory_order_release);
+		token_write_fd(c);
+		/* Sequentially consistent after the swap: a listener added
+		 * concurrently is either seen here or sees the trigger. */
+		if (atomic_load(&c->listeners) && token_try_ref(c))
+			fanout_push(f, c);
+		return;
+	}
+	/* Triggered already.  Unclaimed means a trigger from a signal
+	 * handler whose fan-out is still to be done: do it now. */
+	if (!(token_state(c) & ST_CLAIMED) && token_claim(c) &&
+	    token_try_ref(c))
+		fanout_push(f, c);
+}
+
+static struct cfd_token *origin_of(struct cfd_token *t)
+{
+	struct cfd_token *o;
+
+	while (!(o = atomic_load_explicit(&t->origin, memory_order_acquire)))
+		;
+	return o;
+}
+
+static void fanout_walk(struct fanout *f, struct cfd_token *t)
+{
+	struct cfd_token *origin = origin_of(t);
+	unsigned signo = (token_state(t) & ST_SIGNO_MASK) >> ST_SIGNO_SHIFT;
+	struct listener *n, *next;
+
+	cfd_lock(&t->lock);
+	for (n = atomic_load_explicit(&t->listeners, memory_order_relaxed); n;
+	     n = next) {
+		next = atomic_load_explicit(&n->next, memory_order_relaxed);
+		if (listener_kind(n) == LISTENER_LINK)
+			visit_child(f,
+				    container_of(n, struct link, node)->child,
+				    origin, signo);
+		else
+			registration_queue(
+			    f, container_of(n, struct cfd_registration, node));
+	}
+	cfd_unlock(&t->lock);
+}
+
+void fanout_run(struct fanout *f, struct cfd_token *start)
+{
+	struct cfd_token *t;
+
+	fanout_push(f, start);
+	while ((t = f->stack)) {
+		f->stack = t->work_next;
+		fanout_walk(f, t);
+		cfd_token_unref(t);
+	}
+	/* Every descendant is triggered; only now run user code. */
+	callbacks_run(f->run);
+}
+
+void token_complete(struct cfd_token *t)
+{
+	struct fanout f;
+
+	if (!token_claim(t))
+		return;
+	fanout_init(&f);
+	cfd_token_ref(t);
+	fanout_run(&f, t);
+}
+
+/* ---- building the graph ---- */
+
+/* Born triggered: the parent fired before the link could be made. */
+static void token_born_triggered(struct cfd_token *t, unsigned reason,
+				 struct cfd_token *origin, unsigned signo)
+{
+	if (token_set_triggered(t, reason, signo, true))
+		atomic_store_explicit(&t->origin, origin, memory_order_release);
+}
+
+/*
+ * Link t under parent p.  Returns true if p had triggered already, in which
+ * case the link is not kept.  The link is inserted first and the state read
+ * after, so that a trigger racing with the insertion either sees the link
+ * or is seen here.
+ */
+static bool link_parent(struct cfd_token *t, size_t i, struct cfd_token *p)
+{
+	struct link *l = &t->links[i];
+	bool fired;
+
+	cfd_token_ref(p);
+	l->node.owner = (uintptr_t)p | LISTENER_LINK;
+	atomic_init(&l->node.next, NULL);
+	atomic_init(&l->node.pprev, NULL);
+	l->child = t;
+	cfd_lock(&p->lock);
+	listener_insert(p, &l->node);
+	fired = atomic_load(&p->state) & ST_TRIGGERED;
+	if (fired)
+		listener_unlink(&l->node);
+	cfd_unlock(&p->lock);
+	return fired;
+}
+
+static unsigned token_signo(const struct cfd_token *t)
+{
+	return (token_state(t) & ST_SIGNO_MASK) >> ST_SIGNO_SHIFT;
+}
+
+static int check_parents(struct cfd_token *const *toks, size_t n)
+{
+	if (!toks || n == 0 || n > CFD_MAX_PARENTS)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (!toks[i])
+			return -EINVAL;
+		if (token_check_process(toks[i]) < 0)
+			return -ECHILD;
+	}
+	return 0;
+}
+
+/* Any-of over toks (child and chain are the cases n = 1 and n = 2). */
+static int token_any_of(struct cfd_token **ret, const char *name,
+			size_t name_len, const char *name2,
+			struct cfd_token *const *toks, size_t n)
+{
+	struct cfd_token *t;
+	bool born = false;
+
+	t = token_alloc(name, name_len, name2, n);
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (born) {
+			/* Hold the parent, but no need to listen to it. */
+			struct link *l = &t->links[i];
+
+			l->node.owner = (uintptr_t)cfd_token_ref(toks[i]);
+			atomic_init(&l->node.pprev, NULL);
+			continue;
+		}
+		if (link_parent(t, i, toks[i])) {
+			born = true;
+			token_born_triggered(t, CFD_REASON_PARENT,
+					     origin_of(toks[i]),
+					     token_signo(toks[i]));
+		}
+	}
+	*ret = t;
+	return 0;
+}
+
+CFD_EXPORT int cfd_token_child(struct cfd_token **ret, struct cfd_token *parent,
+			       const char *name)
+{
+	size_t len;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	r = check_parents(&parent, 1);
+	if (r < 0)
+		return r;
+	if (!name)
+		name = "";
+	len = strlen(name);
+	if (len > CFD_NAME_MAX)
+		return -EINVAL;
+	return token_any_of(ret, name, len, NULL, &parent, 1);
+}
+
+CFD_EXPORT int cfd_token_chain(struct cfd_token **ret, struct cfd_token *a,
+			       struct cfd_token *b)
+{
+	struct cfd_token *toks[2] = { a, b };
+	const char *na;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	r = check_parents(toks, 2);
+	if (r < 0)
+		return r;
+	na = token_name_ptr(a);
+	return token_any_of(ret, na, strlen(na), token_name_ptr(b), toks, 2);
+}
+
+static int check_name(const char **name, size_t *len)
+{
+	if (!*name)
+		*name = "";
+	*len = strlen(*name);
+	return *len > CFD_NAME_MAX ? -EINVAL : 0;
+}
+
+CFD_EXPORT int cfd_token_any_of(struct cfd_token **ret, const char *name,
+				struct cfd_token *const *toks, size_t n)
+{
+	size_t len;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	r = check_parents(toks, n);
+	if (r < 0)
+		return r;
+	r = check_name(&name, &len);
+	if (r < 0)
+		return r;
+	return token_any_of(ret, name, len, NULL, toks, n);
+}
+
+/* The parent whose trigger came last: its origin is the all-of's. */
+static struct cfd_token *latest_origin(struct cfd_token *const *toks, size_t n)
+{
+	struct cfd_token *best = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		struct cfd_token *o = origin_of(toks[i]);
+
+		if (!best || o->time > best->time)
+			best = o;
+	}
+	return best;
+}
+
+CFD_EXPORT int cfd_token_all_of(struct cfd_token **ret, const char *name,
+				struct cfd_token *const *toks, size_t n)
+{
+	struct cfd_token *t;
+	size_t len;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	r = check_parents(toks, n);
+	if (r < 0)
+		return r;
+	r = check_name(&name, &len);
+	if (r < 0)
+		return r;
+	t = token_alloc(name, len, NULL, n);
+	if (!t)
+		return -ENOMEM;
+	atomic_fetch_or(&t->state, ST_ALL_OF);
+	/* One count per parent, plus one held while linking so that
+	 * parents firing meanwhile cannot complete the count early. */
+	atomic_init(&t->all_of_pending, (uint32_t)n + 1);
+	for (size_t i = 0; i < n; i++)
+		if (link_parent(t, i, toks[i]))
+			atomic_fetch_sub(&t->all_of_pending, 1);
+	if (atomic_fetch_sub(&t->all_of_pending, 1) == 1) {
+		struct cfd_token *o = latest_origin(toks, n);
+
+		token_born_triggered(t, CFD_REASON_ALL_OF, o, token_signo(o));
+	}
+	*ret = t;
+	return 0;
+}
+
+/* ---- release ---- */
+
+void token_release_links(struct cfd_token *t, struct cfd_token **free_list)
+{
+	for (uint32_t i = 0; i < t->nparents; i++) {
+		struct link *l = &t->links[i];
+		struct cfd_token *p = listener_owner(&l->node);
+
+		if (atomic_load_explicit(&l->node.pprev,
+					 memory_order_relaxed)) {
+			cfd_lock(&p->lock);
+			listener_unlink(&l->node);
+			cfd_unlock(&p->lock);
+		}
+		if (atomic_fetch_sub_explicit(&p->refs, 1,
+					      memory_order_acq_rel) == 1) {
+			p->work_next = *free_list;
+			*free_list = p;
+		}
+	}
+}

@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef CFD_INTERNAL_H
+#define CFD_INTERNAL_H
+
+/*
+ * Shared by the files of lib/: the token layout, its state word, the small
+ * futex lock, and the hooks the core offers to the layers built on it
+ * (watcher, sources, export).  Nothing here is exported: the library is
+ * built with -fvisibility=hidden and a version script.
+ */
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cancelfd.h"
+
+#define CFD_EXPORT __attribute__((visibility("default")))
+
+#define container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- futex and a 4-byte lock ---- */
+
+static inline long cfd_futex(_Atomic uint32_t *addr, int op, uint32_t val,
+			     const struct timespec *ts, uint32_t val3)
+{
+	return syscall(SYS_futex, addr, op, val, ts, NULL, val3);
+}
+
+static inline void cfd_futex_wake_all(_Atomic uint32_t *addr)
+{
+	cfd_futex(addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, 0);
+}
+
+/*
+ * A mutex in one word (0 free, 1 held, 2 held with sleepers), so that a
+ * token stays small.  The critical sections it guards are short list edits,
+ * so a brief spin comes before sleeping.
+ */
+struct cfd_lock {
+	_Atomic uint32_t v;
+};
+
+void cfd_lock_slow(struct cfd_lock *l);
+
+static inline void cfd_lock(struct cfd_lock *l)
+{
+	uint32_t expected = 0;
+
+	if (!atomic_compare_exchange_strong_explicit(&l->v, &expected, 1,
+						     memory_order_acquire,
+						     memory_order_relaxed))
+		cfd_lock_slow(l);
+}
+
+static inline void cfd_unlock(struct cfd_lock *l)
+{
+	if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2)
+		cfd_futex((_Atomic uint32_t *)&l->v, FUTEX_WAKE_PRIVATE, 1,
+			  NULL, 0);
+}
+
+/* ---- the process a token belongs to ---- */
+
+/*
+ * Every object records the fork generation it was made in; a pthread_atfork
+ * child handler advances the generation, so an inherited object is detected
+ * with one load instead of a getpid() system call.
+ */
+extern _Atomic uint32_t cfd_fork_generation;
+void cfd_process_init(void);
+
+static inline uint32_t cfd_generation(void)
+{
+	return atomic_load_explicit(&cfd_fork_generation,
+				    memory_order_relaxed) &
+	       0xffff;
+}
+
+/* ---- listeners: what hangs off a token ---- */
+
+/*
+ * A token's listener list holds its child links and its callback
+ * registrations.  The low bit of `owner` says which one a node is; the rest
+ * is the token the list belongs to.
+ */
+struct listener {
+	struct listener *_Atomic next;
+	/* NULL when not on a list.  Atomic because a neighbour's unlink
+	 * rewrites it under the list's lock while its own token may test it
+	 * for NULL without that lock. */
+	struct listener *_Atomic *_Atomic pprev;
+	uintptr_t owner;
+};
+
+#define LISTENER_LINK 0u
+#define LISTENER_REG 1u
+
+static inline struct cfd_token *listener_owner(const struct listener *n)
+{
+	return (struct cfd_token *)(n->owner & ~(uintptr_t)1);
+}
+
+static inline unsigned listener_kind(const struct listener *n)
+{
+	return (unsigned)(n->owner & 1);
+}
+
+/* One parent -> child edge.  It lives inside the child's allocation. */
+struct link {
+	struct listener node; /* on the parent's list; owner = parent */
+	struct cfd_token *child;
+};
+
+/* ---- the token ---- */
+
+/*
+ * The state word is the truth.  Bits:
+ *   TRIGGERED  one-way; set by the single winning compare-and-swap
+ *   CLAIMED    the fan-out of this token is owned by one thread
+ *   WAITERS    a thread sleeps on this word in cfd_token_wait()
+ *   ALL_OF     (fixed at birth) the token counts its parents down
+ *   reason, signal number, and the fork generation (high 16 bits)
+ */
+#define ST_TRIGGERED (1u << 0)
+#define ST_CLAIMED (1u << 1)
+#define ST_WAITERS (1u << 2)
+#define ST_ALL_OF (1u << 3)
+#define ST_REASON_SHIFT 4
+#define ST_REASON_MASK (7u << ST_REASON_SHIFT)
+#define ST_SIGNO_SHIFT 8
+#define ST_SIGNO_MASK (0x7fu << ST_SIGNO_SHIFT)
+#define ST_GEN_SHIFT 16
+
+struct cfd_token {
+	_Atomic uint32_t state;
+	_Atomic uint32_t refs;
+	struct cfd_lock lock; /* guards the listener list and fd creation */
+	_Atomic int fd;	      /* eventfd, or -1 until someone asks */
+	uint32_t nparents;    /* entries in links[] */
+	_Atomic uint32_t all_of_pending; /* all-of: parents not yet fired */
+	/* The cause.  origin is written last (release), so a non-NULL origin
+	 * means time and message are readable. */
+	struct cfd_token *_Atomic origin;
+	int64_t time;  /* meaningful on an origin only */
+	char *message; /* owned; meaningful on an origin only */
+	struct listener *_Atomic listeners;
+	/* Intrusive list used while this token waits to be walked by a
+	 * fan-out, or to be freed by an iterative release. */
+	struct cfd_token *work_next;
+	struct link links[]; /* followed by the name */
+};
+
+static inline const char *token_name_ptr(const struct cfd_token *t)
+{
+	return (const char *)(t->links + t->nparents);
+}
+
+static inline uint32_t token_state(const struct cfd_token *t)
+{
+	return atomic_load_explicit(&t->state, memory_order_acquire);
+}
+
+/* -ECHILD when the token was made in another process, else 0. */
+static inline int token_check_process(const struct cfd_token *t)
+{
+	return ((token_state(t) >> ST_GEN_SHIFT) == cfd_generation()) ? 0
+								      : -ECHILD;
+}
+
+#define CFD_NAME_MAX 4096
+
+/* strdup() allocates inside libc, out of reach of the tests' allocation
+ * fault injection; every allocation of the library goes through malloc. */
+char *cfd_strdup(const char *s);
+
+/* token.c */
+int64_t cfd_now(void);
+struct cfd_token *token_alloc(const char *name, size_t name_len,
+			      const char *name2, size_t nparents);
+bool token_try_ref(struct cfd_token *t);
+void token_write_fd(struct cfd_token *t);
+/*
+ * Flip a token to triggered.  Returns false if it already was.  `claim`
+ * takes ownership of its fan-out in the same step.  The caller then calls
+ * token_publish_cause() and, if claimed, fans out.
+ */
+bool token_set_triggered(struct cfd_token *t, unsigned reason, unsigned signo,
+			 bool claim);
+/* Trigger with a cause and run the fan-out and callbacks.  1 or 0. */
+int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
+		  char *message);
+
+/* graph.c: the fan-out */
+struct fanout {
+	struct cfd_token *stack;      /* tokens to walk; refs held */
+	struct cfd_registration *run; /* callbacks to run, in order */
+	struct cfd_registration **run_tail;
+};
+void fanout_init(struct fanout *f);
+/* Walk from a claimed, referenced token, then run the callbacks found. */
+void fanout_run(struct fanout *f, struct cfd_token *start);
+/* Claim the fan-out of a triggered token that nobody claimed (a trigger
+ * from a signal handler) and complete it.  No-op if already claimed. */
+void token_complete(struct cfd_token *t);
+void token_release_links(struct cfd_token *t, struct cfd_token **free_list);
+
+/* callback.c */
+struct cfd_registration {
+	struct listener node; /* owner = token | LISTENER_REG */
+	cfd_callback_fn fn;
+	void *userdata;
+	_Atomic uint32_t state;
+	uint32_t flags;			/* fixed at registration */
+	bool queue_ref;			/* the fan-out took a token reference */
+	const void *_Atomic running_in; /* thread running fn */
+	struct cfd_registration *run_next;
+	/* Internal registrations: called instead of a free when the token is
+	 * released with the registration still listed. */
+	void (*on_release)(struct cfd_registration *reg);
+	/* Internal registrations: called once the runner or the remover is
+	 * done with it (after the callback ran, or instead of it). */
+	void (*on_done)(struct cfd_registration *reg);
+};
+
+#define REG_FLOATING (1u << 0)	/* no handle: freed after it runs */
+#define REG_INTERNAL (1u << 1)	/* owned by a layer of the library */
+#define REG_HOLDS_REF (1u << 2) /* a user handle: holds its token */
+
+void listener_insert(struct cfd_token *t, struct listener *n);
+void listener_unlink(struct listener *n);
+/* Take a listed registration off its token for running (lock held). */
+void registration_queue(struct fanout *f, struct cfd_registration *reg);
+void callbacks_run(struct cfd_registration *list);
+void registration_release_listed(struct cfd_registration *reg);
+/* Register an internal callback (sources, export). Same returns as
+ * cfd_token_on_trigger(); the registration is caller-allocated. */
+int registration_add(struct cfd_registration *reg, struct cfd_token *t,
+		     cfd_callback_fn fn, void *userdata, unsigned flags);
+/* Wait-free for the caller's own thread; waits for other threads. */
+void registration_remove(struct cfd_registration *reg);
+
+#endif /* CFD_INTERNAL_H */

@@ -1,0 +1,489 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The token: its state word, trigger, wait, the lazily made eventfd, the
+ * cause getters, and reference counting with an iterative release.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "internal.h"
+
+/* ---- the lock's slow path ---- */
+
+void cfd_lock_slow(struct cfd_lock *l)
+{
+	uint32_t c;
+
+	/* Short sections: spin a little before sleeping. */
+	for (int i = 0; i < 100; i++) {
+		c = 0;
+		if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
+		    atomic_compare_exchange_weak_explicit(&l->v, &c, 1,
+							  memory_order_acquire,
+							  memory_order_relaxed))
+			return;
+		sched_yield();
+	}
+	c = atomic_exchange_explicit(&l->v, 2, memory_order_acquire);
+	while (c != 0) {
+		cfd_futex(&l->v, FUTEX_WAIT_PRIVATE, 2, NULL, 0);
+		c = atomic_exchange_explicit(&l->v, 2, memory_order_acquire);
+	}
+}
+
+/* ---- process identity ---- */
+
+_Atomic uint32_t cfd_fork_generation;
+static pthread_once_t process_once = PTHREAD_ONCE_INIT;
+
+static void after_fork_in_child(void)
+{
+	atomic_fetch_add_explicit(&cfd_fork_generation, 1,
+				  memory_order_relaxed);
+}
+
+static void process_setup(void)
+{
+	pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
+void cfd_process_init(void)
+{
+	pthread_once(&process_once, process_setup);
+}
+
+int64_t cfd_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- life cycle ---- */
+
+/*
+ * One allocation holds the token, its parent links and its name, so that a
+ * token without an fd stays within a 112-byte malloc chunk for short names.
+ * name2, when given, is appended after a ':' (chains are named "a:b").
+ */
+struct cfd_token *token_alloc(const char *name, size_t name_len,
+			      const char *name2, size_t nparents)
+{
+	size_t len2 = name2 ? strlen(name2) : 0;
+	size_t total_name = name_len + (name2 ? 1 + len2 : 0);
+	struct cfd_token *t;
+	char *p;
+
+	if (total_name > CFD_NAME_MAX)
+		total_name = CFD_NAME_MAX; /* chains of chains: truncate */
+	t = malloc(sizeof(*t) + nparents * sizeof(struct link) + total_name +
+		   1);
+	if (!t)
+		return NULL;
+	atomic_init(&t->state, cfd_generation() << ST_GEN_SHIFT);
+	atomic_init(&t->refs, 1);
+	atomic_init(&t->lock.v, 0);
+	atomic_init(&t->fd, -1);
+	t->nparents = (uint32_t)nparents;
+	atomic_init(&t->all_of_pending, 0);
+	atomic_init(&t->origin, NULL);
+	t->time = 0;
+	t->message = NULL;
+	atomic_init(&t->listeners, NULL);
+	t->work_next = NULL;
+	p = (char *)token_name_ptr(t);
+	if (name_len > total_name)
+		name_len = total_name;
+	memcpy(p, name, name_len);
+	if (name2 && name_len < total_name) {
+		size_t rest = total_name - name_len - 1;
+		p[name_len] = ':';
+		memcpy(p + name_len + 1, name2, len2 < rest ? len2 : rest);
+	}
+	p[total_name] = '\0';
+	return t;
+}
+
+CFD_EXPORT int cfd_token_new(struct cfd_token **ret, const char *name)
+{
+	struct cfd_token *t;
+	size_t len;
+
+	if (!ret)
+		return -EINVAL;
+	if (!name)
+		name = "";
+	len = strlen(name);
+	if (len > CFD_NAME_MAX)
+		return -EINVAL;
+	cfd_process_init();
+	t = token_alloc(name, len, NULL, 0);
+	if (!t)
+		return -ENOMEM;
+	*ret = t;
+	return 0;
+}
+
+CFD_EXPORT struct cfd_token *cfd_token_ref(struct cfd_token *tok)
+{
+	if (tok)
+		atomic_fetch_add_explicit(&tok->refs, 1, memory_order_relaxed);
+	return tok;
+}
+
+/* A reference for a walker that found the token through a weak link:
+ * fails once the count reached zero (the token is being freed). */
+bool token_try_ref(struct cfd_token *t)
+{
+	uint32_t r = atomic_load_explicit(&t->refs, memory_order_relaxed);
+
+	while (r != 0) {
+		if (atomic_compare_exchange_weak_explicit(&t->refs, &r, r + 1,
+							  memory_order_relaxed,
+							  memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
+static void token_release_listeners(struct cfd_token *t)
+{
+	struct listener *n, *next;
+
+	/* Only weak listeners remain: floating and internal registrations
+	 * (child links and user registrations hold references). */
+	for (n = atomic_load_explicit(&t->listeners, memory_order_acquire); n;
+	     n = next) {
+		next = atomic_load_explicit(&n->next, memory_order_relaxed);
+		listener_unlink(n);
+		registration_release_listed(
+		    container_of(n, struct cfd_registration, node));
+	}
+}
+
+/*
+ * Dropping the last reference to a token can drop the last reference to
+ * its parents, and so on up a chain a million deep: release iteratively,
+ * with the tokens still to free on a list threaded through work_next.
+ */
+static void token_release(struct cfd_token *t)
+{
+	struct cfd_token *pending = t;
+
+	t->work_next = NULL;
+	while ((t = pending)) {
+		int fd;
+
+		pending = t->work_next;
+		token_release_links(t, &pending);
+		token_release_listeners(t);
+		fd = atomic_load_explicit(&t->fd, memory_order_relaxed);
+		if (fd >= 0)
+			close(fd);
+		free(t->message);
+		free(t);
+	}
+}
+
+CFD_EXPORT struct cfd_token *cfd_token_unref(struct cfd_token *tok)
+{
+	if (!tok)
+		return NULL;
+	/* An inherited copy belongs to the parent process: leave it (its fd
+	 * is close-on-exec), never touch its locks. */
+	if (token_check_process(tok) < 0)
+		return NULL;
+	if (atomic_fetch_sub_explicit(&tok->refs, 1, memory_order_acq_rel) == 1)
+		token_release(tok);
+	return NULL;
+}
+
+CFD_EXPORT void cfd_token_unrefp(struct cfd_token **tokp)
+{
+	if (tokp)
+		*tokp = cfd_token_unref(*tokp);
+}
+
+CFD_EXPORT const char *cfd_token_name(const struct cfd_token *tok)
+{
+	return tok ? token_name_ptr(tok) : NULL;
+}
+
+/* ---- trigger ---- */
+
+void token_write_fd(struct cfd_token *t)
+{
+	int fd = atomic_load(&t->fd);
+	uint64_t one = 1;
+
+	/* The counter only needs to be non-zero; a full counter (EAGAIN)
+	 * is readable already. */
+	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
+		/* nothing to do */
+	}
+}
+
+bool token_set_triggered(struct cfd_token *t, unsigned reason, unsigned signo,
+			 bool claim)
+{
+	uint32_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	uint32_t add = ST_TRIGGERED | (claim ? ST_CLAIMED : 0) |
+		       ((uint32_t)reason << ST_REASON_SHIFT) |
+		       (((uint32_t)signo << ST_SIGNO_SHIFT) & ST_SIGNO_MASK);
+
+	do {
+		if (s & ST_TRIGGERED)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&t->state, &s, s | add,
+							memory_order_seq_cst,
+							memory_order_relaxed));
+	if (s & ST_WAITERS)
+		cfd_futex_wake_all(&t->state);
+	return true;
+}
+
+int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
+		  char *message)
+{
+	struct fanout f;
+
+	if (!token_set_triggered(t, reason, signo, true)) {
+		free(message);
+		return 0;
+	}
+	t->time = cfd_now();
+	t->message = message;
+	atomic_store_explicit(&t->origin, t, memory_order_release);
+	token_write_fd(t);
+	fanout_init(&f);
+	cfd_token_ref(t);
+	fanout_run(&f, t);
+	return 1;
+}
+
+CFD_EXPORT int cfd_token_trigger(struct cfd_token *tok)
+{
+	return cfd_token_trigger_msg(tok, NULL);
+}
+
+CFD_EXPORT int cfd_token_trigger_msg(struct cfd_token *tok, const char *message)
+{
+	char *copy = NULL;
+	int r;
+
+	if (!tok)
+		return -EINVAL;
+	r = token_check_process(tok);
+	if (r < 0)
+		return r;
+	if (token_state(tok) & ST_TRIGGERED)
+		return 0;
+	/* Cancellation must not fail: without memory for the copy the
+	 * token still triggers, with no message. */
+	if (message)
+		copy = cfd_strdup(message);
+	return token_trigger(tok, CFD_REASON_MANUAL, 0, copy);
+}
+
+CFD_EXPORT bool cfd_token_triggered(const struct cfd_token *tok)
+{
+	return tok && (token_state(tok) & ST_TRIGGERED);
+}
+
+CFD_EXPORT int cfd_token_check(const struct cfd_token *tok)
+{
+	int r;
+
+	if (!tok)
+		return -EINVAL;
+	r = token_check_process(tok);
+	if (r < 0)
+		return r;
+	return (token_state(tok) & ST_TRIGGERED) ? -ECANCELED : 0;
+}
+
+CFD_EXPORT int cfd_token_wait(struct cfd_token *tok, int64_t timeout_ns)
+{
+	struct timespec deadline, *dl = NULL;
+	uint32_t s;
+	int r;
+
+	if (!tok)
+		return -EINVAL;
+	r = token_check_process(tok);
+	if (r < 0)
+		return r;
+	if (token_state(tok) & ST_TRIGGERED)
+		return 0;
+	if (timeout_ns == 0)
+		return -ETIMEDOUT;
+	if (timeout_ns > 0) {
+		int64_t now = cfd_now();
+
+		/* A deadline past the end of time is no deadline. */
+		if (timeout_ns <= INT64_MAX - now) {
+			int64_t at = now + timeout_ns;
+
+			deadline.tv_sec = at / 1000000000;
+			deadline.tv_nsec = at % 1000000000;
+			dl = &deadline;
+		}
+	}
+	for (;;) {
+		s = atomic_load_explicit(&tok->state, memory_order_acquire);
+		if (s & ST_TRIGGERED)
+			return 0;
+		if (!(s & ST_WAITERS)) {
+			if (!atomic_compare_exchange_weak_explicit(
+				&tok->state, &s, s | ST_WAITERS,
+				memory_order_acquire, memory_order_relaxed))
+				continue;
+			s |= ST_WAITERS;
+		}
+		/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time. */
+		if (cfd_futex(&tok->state, FUTEX_WAIT_BITSET_PRIVATE, s, dl,
+			      FUTEX_BITSET_MATCH_ANY) < 0 &&
+		    errno == ETIMEDOUT)
+			return (token_state(tok) & ST_TRIGGERED) ? 0
+								 : -ETIMEDOUT;
+	}
+}
+
+CFD_EXPORT int cfd_token_fd(struct cfd_token *tok)
+{
+	int fd, r;
+
+	if (!tok)
+		return -EINVAL;
+	r = token_check_process(tok);
+	if (r < 0)
+		return r;
+	fd = atomic_load(&tok->fd);
+	if (fd >= 0)
+		return fd;
+	cfd_lock(&tok->lock);
+	fd = atomic_load(&tok->fd);
+	if (fd < 0) {
+		bool was = token_state(tok) & ST_TRIGGERED;
+
+		fd = eventfd(was ? 1 : 0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (fd < 0) {
+			r = -errno;
+			cfd_unlock(&tok->lock);
+			return r;
+		}
+		/* Publish, then look at the state again: a trigger that
+		 * missed the fd sees it now, or this sees the trigger (both
+		 * sides use sequentially consistent operations). */
+		atomic_store(&tok->fd, fd);
+		if (!was && (atomic_load(&tok->state) & ST_TRIGGERED))
+			token_write_fd(tok);
+	}
+	cfd_unlock(&tok->lock);
+	return fd;
+}
+
+/* ---- the cause ---- */
+
+/* The origin is published right after the winning compare-and-swap; a
+ * reader that sees the flag may have to wait a moment for it. */
+static struct cfd_token *token_origin_wait(const struct cfd_token *t)
+{
+	struct cfd_token *o;
+
+	if (!(token_state(t) & ST_TRIGGERED))
+		return NULL;
+	while (!(o = atomic_load_explicit(&t->origin, memory_order_acquire)))
+		sched_yield();
+	return o;
+}
+
+CFD_EXPORT int cfd_token_reason(const struct cfd_token *tok)
+{
+	uint32_t s;
+	int r;
+
+	if (!tok)
+		return -EINVAL;
+	r = token_check_process(tok);
+	if (r < 0)
+		return r;
+	s = token_state(tok);
+	if (!(s & ST_TRIGGERED))
+		return CFD_REASON_NONE;
+	return (int)((s & ST_REASON_MASK) >> ST_REASON_SHIFT);
+}
+
+CFD_EXPORT struct cfd_token *cfd_token_origin(const struct cfd_token *tok)
+{
+	if (!tok || token_check_process(tok) < 0)
+		return NULL;
+	return token_origin_wait(tok);
+}
+
+CFD_EXPORT const char *cfd_token_message(const struct cfd_token *tok)
+{
+	struct cfd_token *o;
+
+	if (!tok || token_check_process(tok) < 0)
+		return NULL;
+	o = token_origin_wait(tok);
+	return o ? o->message : NULL;
+}
+
+CFD_EXPORT int cfd_token_signal(const struct cfd_token *tok)
+{
+	int r;
+
+	if (!tok)
+		return -EINVAL;
+	r = token_check_process(tok);
+	if (r < 0)
+		return r;
+	return (int)((token_state(tok) & ST_SIGNO_MASK) >> ST_SIGNO_SHIFT);
+}
+
+CFD_EXPORT int64_t cfd_token_trigger_time(const struct cfd_token *tok)
+{
+	struct cfd_token *o;
+	int r;
+
+	if (!tok)
+		return -EINVAL;
+	r = token_check_process(tok);
+	if (r < 0)
+		return r;
+	o = token_origin_wait(tok);
+	return o ? o->time : 0;
+}
+
+CFD_EXPORT const char *cfd_reason_name(int reason)
+{
+	static const char *const names[] = {
+		[CFD_REASON_NONE] = "none",
+		[CFD_REASON_MANUAL] = "manual",
+		[CFD_REASON_TIMEOUT] = "timeout",
+		[CFD_REASON_SIGNAL] = "signal",
+		[CFD_REASON_FD] = "fd",
+		[CFD_REASON_CONDITION] = "condition",
+		[CFD_REASON_PARENT] = "parent",
+		[CFD_REASON_ALL_OF] = "all-of",
+	};
+
+	if (reason < 0 || (size_t)reason >= sizeof(names) / sizeof(names[0]))
+		return NULL;
+	return names[reason];
+}
+
+char *cfd_strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = malloc(n);
+
+	return p ? memcpy(p, s, n) : NULL;
+}
