@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef CANCELFD_URING_H
+#define CANCELFD_URING_H
+
+/*
+ * cancelfd-uring: cancel io_uring operations that are already pending in
+ * the kernel, with a cancelfd token and/or a deadline.
+ *
+ * A struct cfd_uring binds the library to one of the caller's rings.  On
+ * that ring the library keeps one multishot poll per token in use (so an op
+ * costs nothing extra to be cancellable) and one ring-wide timeout armed for
+ * the earliest deadline (so many ops sharing a deadline cost one timer).
+ *
+ * Two ways to use it:
+ *   - cfd_uring_wait(): the seeds' cancellable_wait(*ops, timeout=).  Submit
+ *     ops, return when the first (or every) op completes, the token
+ *     triggers, or the deadline passes; everything else is cancelled and
+ *     every CQE the call caused is reaped before it returns.
+ *   - scopes: a scope binds a token to the ring; ops added to it are
+ *     cancelled when the token triggers, and each still reaches the
+ *     caller's own CQE loop once.  cfd_uring_cqe() tells that loop which
+ *     CQEs are the library's own.
+ *
+ * See cancelfd-uring(7) for the race rules and the precedence of results.
+ */
+
+#include <liburing.h>
+
+#include <cancelfd.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct cfd_uring;
+struct cfd_scope;
+
+/*
+ * user_data values whose top 16 bits are CFD_URING_UDATA_TAG are the
+ * library's; the caller's own ops must not use them.
+ */
+#define CFD_URING_UDATA_TAG 0xcfd0u
+
+int cfd_uring_new(struct cfd_uring **ret, struct io_uring *ring);
+struct cfd_uring *cfd_uring_ref(struct cfd_uring *cu);
+struct cfd_uring *cfd_uring_unref(struct cfd_uring *cu);
+void cfd_uring_unrefp(struct cfd_uring **cup);
+
+/* ---- cancellable wait ---- */
+
+/* Who ended a wait: the return value of cfd_uring_wait() */
+#define CFD_WAIT_OP 1	   /* an op completed (in CFD_WAIT_ALL: every op) */
+#define CFD_WAIT_TOKEN 2   /* the token triggered */
+#define CFD_WAIT_TIMEOUT 3 /* the deadline passed */
+
+/* cfd_uring_wait() flags */
+#define CFD_WAIT_ALL (1u << 0) /* wait for every op (WhenAll) */
+#define CFD_WAIT_ABS (1u << 1) /* timeout_ns is an absolute deadline */
+
+/* What happened to one op of a wait */
+#define CFD_OP_NOT_SUBMITTED 0 /* never reached the kernel */
+#define CFD_OP_COMPLETED 1     /* ended by itself: res is its own result */
+#define CFD_OP_CANCELLED \
+	2 /* cancelled by this wait (res -ECANCELED,
+				  -EINTR, or ...) */
+
+struct cfd_op_result {
+	int32_t res;	/* the op's CQE res */
+	uint32_t flags; /* the op's CQE flags */
+	int state;	/* CFD_OP_* */
+};
+
+struct cfd_wait_result {
+	int by;			  /* CFD_WAIT_OP, _TOKEN or _TIMEOUT */
+	int op;			  /* the op that ended the wait, else -1 */
+	int32_t res;		  /* its res */
+	unsigned completed;	  /* ops that ended by themselves */
+	int reason;		  /* the token's reason at return */
+	struct cfd_token *origin; /* the token's origin (borrowed) or NULL */
+};
+
+int cfd_uring_wait(struct cfd_uring *cu, struct cfd_token *tok,
+		   const struct io_uring_sqe *ops, unsigned nops,
+		   int64_t timeout_ns, unsigned flags,
+		   struct cfd_op_result *results,
+		   struct cfd_wait_result *result);
+
+/* CQEs of other ops reaped while a wait ran, handed back in order. */
+int cfd_uring_backlog(struct cfd_uring *cu, struct io_uring_cqe *out);
+
+/* ---- scopes ---- */
+
+/* cfd_scope_add() flags */
+#define CFD_SCOPE_SHIELD (1u << 0) /* not cancelled with the scope */
+
+int cfd_scope_new(struct cfd_scope **ret, struct cfd_uring *cu,
+		  struct cfd_token *tok);
+struct cfd_scope *cfd_scope_ref(struct cfd_scope *scope);
+struct cfd_scope *cfd_scope_unref(struct cfd_scope *scope);
+void cfd_scope_unrefp(struct cfd_scope **scopep);
+struct cfd_token *cfd_scope_token(struct cfd_scope *scope);
+int cfd_scope_add(struct cfd_scope *scope, struct io_uring_sqe *sqe,
+		  unsigned flags);
+int cfd_scope_cancel(struct cfd_scope *scope);
+int cfd_scope_link(struct cfd_scope *inner, struct cfd_scope *outer);
+int cfd_scope_pending(struct cfd_scope *scope);
+
+/* What cfd_uring_cqe() found */
+#define CFD_CQE_OP 0	       /* the caller's: *user_data is its value */
+#define CFD_CQE_OWN 1	       /* the library's own: skip it */
+#define CFD_CQE_OP_CANCELLED 2 /* the caller's, ended by its scope's cancel */
+
+int cfd_uring_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
+		  uint64_t *user_data);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CANCELFD_URING_H */
