@@ -103,6 +103,49 @@ int cfd_token_on_trigger(struct cfd_registration **ret, struct cfd_token *tok,
 			 cfd_callback_fn fn, void *userdata, unsigned flags);
 struct cfd_registration *cfd_registration_free(struct cfd_registration *reg);
 
+/* ---- the watcher (watcher.c) ---- */
+
+/*
+ * An epoll set of source fds.  Put cfd_watcher_fd() in any loop and call
+ * cfd_watcher_dispatch() when it is readable, or run it on its own thread
+ * with cfd_watcher_start().  A NULL watcher means the process-wide default
+ * watcher, which runs its own thread (every signal blocked) from first use.
+ */
+int cfd_watcher_new(struct cfd_watcher **ret);
+int cfd_watcher_default(struct cfd_watcher **ret);
+struct cfd_watcher *cfd_watcher_ref(struct cfd_watcher *w);
+struct cfd_watcher *cfd_watcher_unref(struct cfd_watcher *w);
+void cfd_watcher_unrefp(struct cfd_watcher **wp);
+int cfd_watcher_fd(struct cfd_watcher *w);
+int cfd_watcher_dispatch(struct cfd_watcher *w);
+int cfd_watcher_start(struct cfd_watcher *w);
+int cfd_watcher_stop(struct cfd_watcher *w);
+
+/* Callable from a signal handler: no lock, no allocation.  signo > 0 records
+ * CFD_REASON_SIGNAL with that number, 0 records CFD_REASON_MANUAL.  The
+ * watcher completes the fan-out to children and runs the callbacks. */
+int cfd_token_trigger_async_safe(struct cfd_token *tok, struct cfd_watcher *w,
+				 int signo);
+
+/* ---- sources (source.c) ---- */
+
+/* Called on the watcher's thread; return true to trigger the token. */
+typedef bool (*cfd_condition_fn)(struct cfd_token *tok, void *userdata);
+
+int cfd_source_add_timeout(struct cfd_source **ret, struct cfd_token *tok,
+			   struct cfd_watcher *w, int64_t timeout_ns);
+int cfd_source_add_deadline(struct cfd_source **ret, struct cfd_token *tok,
+			    struct cfd_watcher *w, int64_t deadline_ns);
+int cfd_source_add_signals(struct cfd_source **ret, struct cfd_token *tok,
+			   struct cfd_watcher *w, const sigset_t *signals);
+int cfd_source_add_fd(struct cfd_source **ret, struct cfd_token *tok,
+		      struct cfd_watcher *w, int fd);
+int cfd_source_add_condition(struct cfd_source **ret, struct cfd_token *tok,
+			     struct cfd_watcher *w, cfd_condition_fn fn,
+			     void *userdata, int64_t interval_ns);
+struct cfd_source *cfd_source_free(struct cfd_source *src);
+int cfd_signals_block(const sigset_t *signals);
+
 #ifdef __cplusplus
 }
 #endif

@@ -204,12 +204,20 @@ CFD_EXPORT int cfd_token_on_trigger(struct cfd_registration **ret,
 	return 1;
 }
 
+/* What registration_stop() found; who destroys the registration. */
+enum stop_result {
+	STOP_UNLISTED, /* taken off its token: never ran; caller destroys */
+	STOP_WAITED,   /* ran in another thread, waited for: caller destroys */
+	STOP_DONE,     /* ran already: caller destroys a user registration;
+			  the runner destroyed an internal or floating one */
+	STOP_DEFERRED, /* queued or running in this thread: runner destroys */
+};
+
 /*
  * Make sure reg is off its token and its callback is not running and will
- * not run.  Returns true when the caller may destroy it now; false when the
- * runner will (it is queued, or running in this very thread).
+ * not run (unless it is running in this very thread, below us).
  */
-static bool registration_stop(struct cfd_registration *reg)
+static enum stop_result registration_stop(struct cfd_registration *reg)
 {
 	struct cfd_token *t = reg_token(reg);
 	uint32_t s = atomic_load_explicit(&reg->state, memory_order_acquire);
@@ -221,7 +229,7 @@ static bool registration_stop(struct cfd_registration *reg)
 			listener_unlink(&reg->node);
 		cfd_unlock(&t->lock);
 		if (s == REG_LISTED)
-			return true;
+			return STOP_UNLISTED;
 	}
 	for (;;) {
 		switch (s & REG_STATE_MASK) {
@@ -229,7 +237,7 @@ static bool registration_stop(struct cfd_registration *reg)
 			if (atomic_compare_exchange_weak_explicit(
 				&reg->state, &s, REG_CANCELLED,
 				memory_order_acq_rel, memory_order_acquire))
-				return false;
+				return STOP_DEFERRED;
 			continue;
 		case REG_RUNNING:
 			if (atomic_load_explicit(&reg->running_in,
@@ -241,7 +249,7 @@ static bool registration_stop(struct cfd_registration *reg)
 					&reg->state, &s, s | REG_FREE_REQ,
 					memory_order_acq_rel,
 					memory_order_acquire))
-					return false;
+					return STOP_DEFERRED;
 				continue;
 			}
 			if (!(s & REG_WAITER) &&
@@ -249,13 +257,15 @@ static bool registration_stop(struct cfd_registration *reg)
 				&reg->state, &s, s | REG_WAITER,
 				memory_order_acq_rel, memory_order_acquire))
 				continue;
-			cfd_futex(&reg->state, FUTEX_WAIT_PRIVATE,
-				  s | REG_WAITER, NULL, 0);
-			s = atomic_load_explicit(&reg->state,
-						 memory_order_acquire);
-			continue;
-		default: /* DONE */
-			return true;
+			do {
+				cfd_futex(&reg->state, FUTEX_WAIT_PRIVATE,
+					  s | REG_WAITER, NULL, 0);
+				s = atomic_load_explicit(&reg->state,
+							 memory_order_acquire);
+			} while ((s & REG_STATE_MASK) == REG_RUNNING);
+			return STOP_WAITED;
+		default:
+			return STOP_DONE;
 		}
 	}
 }
@@ -263,11 +273,14 @@ static bool registration_stop(struct cfd_registration *reg)
 CFD_EXPORT struct cfd_registration *
 cfd_registration_free(struct cfd_registration *reg)
 {
+	enum stop_result r;
+
 	if (!reg || (reg->flags & REG_INTERNAL))
 		return NULL;
 	if (token_check_process(reg_token(reg)) < 0)
 		return NULL;
-	if (registration_stop(reg))
+	r = registration_stop(reg);
+	if (r != STOP_DEFERRED)
 		registration_destroy(reg);
 	return NULL;
 }
@@ -284,6 +297,9 @@ int registration_add(struct cfd_registration *reg, struct cfd_token *t,
 
 void registration_remove(struct cfd_registration *reg)
 {
-	if (registration_stop(reg))
+	enum stop_result r = registration_stop(reg);
+
+	/* An internal registration that ran was destroyed by its runner. */
+	if (r == STOP_UNLISTED || r == STOP_WAITED)
 		registration_destroy(reg);
 }

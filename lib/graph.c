@@ -28,11 +28,6 @@ static void fanout_push(struct fanout *f, struct cfd_token *t)
 	f->stack = t;
 }
 
-static bool token_claim(struct cfd_token *t)
-{
-	return !(atomic_fetch_or(&t->state, ST_CLAIMED) & ST_CLAIMED);
-}
-
 /* Trigger one child on behalf of a parent's walk; the parent's lock is
  * held, which keeps the child's memory alive (a child frees itself only
  * after unlinking under that lock). */
@@ -46,19 +41,14 @@ static void visit_child(struct fanout *f, struct cfd_token *c,
 			return;
 		reason = CFD_REASON_ALL_OF;
 	}
-	if (token_set_triggered(c, reason, signo, true)) {
-		atomic_store_explicit(&c->origin, origin, memory_order_release);
-		token_write_fd(c);
-		/* Sequentially consistent after the swap: a listener added
-		 * concurrently is either seen here or sees the trigger. */
-		if (atomic_load(&c->listeners) && token_try_ref(c))
-			fanout_push(f, c);
+	/* Already triggered: whoever did it owns (claimed) its fan-out. */
+	if (!token_set_triggered(c, reason, signo))
 		return;
-	}
-	/* Triggered already.  Unclaimed means a trigger from a signal
-	 * handler whose fan-out is still to be done: do it now. */
-	if (!(token_state(c) & ST_CLAIMED) && token_claim(c) &&
-	    token_try_ref(c))
+	atomic_store_explicit(&c->origin, origin, memory_order_release);
+	token_write_fd(c);
+	/* Sequentially consistent after the swap: a listener added
+	 * concurrently is either seen here or sees the trigger. */
+	if (atomic_load(&c->listeners) && token_try_ref(c))
 		fanout_push(f, c);
 }
 
@@ -106,24 +96,13 @@ void fanout_run(struct fanout *f, struct cfd_token *start)
 	callbacks_run(f->run);
 }
 
-void token_complete(struct cfd_token *t)
-{
-	struct fanout f;
-
-	if (!token_claim(t))
-		return;
-	fanout_init(&f);
-	cfd_token_ref(t);
-	fanout_run(&f, t);
-}
-
 /* ---- building the graph ---- */
 
 /* Born triggered: the parent fired before the link could be made. */
 static void token_born_triggered(struct cfd_token *t, unsigned reason,
 				 struct cfd_token *origin, unsigned signo)
 {
-	if (token_set_triggered(t, reason, signo, true))
+	if (token_set_triggered(t, reason, signo))
 		atomic_store_explicit(&t->origin, origin, memory_order_release);
 }
 

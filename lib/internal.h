@@ -124,16 +124,15 @@ struct link {
 
 /*
  * The state word is the truth.  Bits:
- *   TRIGGERED  one-way; set by the single winning compare-and-swap
- *   CLAIMED    the fan-out of this token is owned by one thread
+ *   TRIGGERED  one-way; set by the single winning compare-and-swap, whose
+ *              caller then owns the fan-out of this token
  *   WAITERS    a thread sleeps on this word in cfd_token_wait()
  *   ALL_OF     (fixed at birth) the token counts its parents down
  *   reason, signal number, and the fork generation (high 16 bits)
  */
 #define ST_TRIGGERED (1u << 0)
-#define ST_CLAIMED (1u << 1)
-#define ST_WAITERS (1u << 2)
-#define ST_ALL_OF (1u << 3)
+#define ST_WAITERS (1u << 1)
+#define ST_ALL_OF (1u << 2)
 #define ST_REASON_SHIFT 4
 #define ST_REASON_MASK (7u << ST_REASON_SHIFT)
 #define ST_SIGNO_SHIFT 8
@@ -189,12 +188,12 @@ struct cfd_token *token_alloc(const char *name, size_t name_len,
 bool token_try_ref(struct cfd_token *t);
 void token_write_fd(struct cfd_token *t);
 /*
- * Flip a token to triggered.  Returns false if it already was.  `claim`
- * takes ownership of its fan-out in the same step.  The caller then calls
- * token_publish_cause() and, if claimed, fans out.
+ * Flip a token to triggered.  Returns false if it already was.  The winner
+ * then publishes the origin (time and message first) and owns the fan-out.
+ * Async-signal-safe: a compare-and-swap and, if someone sleeps in
+ * cfd_token_wait(), a futex wake.
  */
-bool token_set_triggered(struct cfd_token *t, unsigned reason, unsigned signo,
-			 bool claim);
+bool token_set_triggered(struct cfd_token *t, unsigned reason, unsigned signo);
 /* Trigger with a cause and run the fan-out and callbacks.  1 or 0. */
 int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
 		  char *message);
@@ -208,9 +207,6 @@ struct fanout {
 void fanout_init(struct fanout *f);
 /* Walk from a claimed, referenced token, then run the callbacks found. */
 void fanout_run(struct fanout *f, struct cfd_token *start);
-/* Claim the fan-out of a triggered token that nobody claimed (a trigger
- * from a signal handler) and complete it.  No-op if already claimed. */
-void token_complete(struct cfd_token *t);
 void token_release_links(struct cfd_token *t, struct cfd_token **free_list);
 
 /* callback.c */

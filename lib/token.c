@@ -228,12 +228,10 @@ void token_write_fd(struct cfd_token *t)
 	}
 }
 
-bool token_set_triggered(struct cfd_token *t, unsigned reason, unsigned signo,
-			 bool claim)
+bool token_set_triggered(struct cfd_token *t, unsigned reason, unsigned signo)
 {
 	uint32_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
-	uint32_t add = ST_TRIGGERED | (claim ? ST_CLAIMED : 0) |
-		       ((uint32_t)reason << ST_REASON_SHIFT) |
+	uint32_t add = ST_TRIGGERED | ((uint32_t)reason << ST_REASON_SHIFT) |
 		       (((uint32_t)signo << ST_SIGNO_SHIFT) & ST_SIGNO_MASK);
 
 	do {
@@ -252,7 +250,7 @@ int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
 {
 	struct fanout f;
 
-	if (!token_set_triggered(t, reason, signo, true)) {
+	if (!token_set_triggered(t, reason, signo)) {
 		free(message);
 		return 0;
 	}
