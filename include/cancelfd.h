@@ -146,6 +146,27 @@ int cfd_source_add_condition(struct cfd_source **ret, struct cfd_token *tok,
 struct cfd_source *cfd_source_free(struct cfd_source *src);
 int cfd_signals_block(const sigset_t *signals);
 
+/* ---- across processes (export.c) ---- */
+
+/* The environment variable through which a token fd crosses exec. */
+#define CFD_ENV "CANCELFD"
+
+/* cfd_token_export_fd() and cfd_token_send() flags */
+#define CFD_EXPORT_SHARED \
+	(1u << 0) /* the token's eventfd: holder can trigger */
+#define CFD_EXPORT_INHERIT (1u << 1) /* without FD_CLOEXEC, to cross exec */
+
+int cfd_token_export_fd(struct cfd_token *tok, struct cfd_watcher *w,
+			unsigned flags);
+int cfd_token_import_fd(struct cfd_token **ret, int fd, const char *name,
+			struct cfd_watcher *w);
+int cfd_token_send(int sock, struct cfd_token *tok, struct cfd_watcher *w,
+		   unsigned flags);
+int cfd_token_recv(struct cfd_token **ret, int sock, const char *name,
+		   struct cfd_watcher *w);
+int cfd_token_from_env(struct cfd_token **ret, const char *name,
+		       struct cfd_watcher *w);
+
 #ifdef __cplusplus
 }
 #endif

@@ -128,11 +128,13 @@ struct link {
  *              caller then owns the fan-out of this token
  *   WAITERS    a thread sleeps on this word in cfd_token_wait()
  *   ALL_OF     (fixed at birth) the token counts its parents down
+ *   SHARED     its eventfd was exported for writing and is watched
  *   reason, signal number, and the fork generation (high 16 bits)
  */
 #define ST_TRIGGERED (1u << 0)
 #define ST_WAITERS (1u << 1)
 #define ST_ALL_OF (1u << 2)
+#define ST_SHARED (1u << 3) /* an fd source watches the eventfd (export.c) */
 #define ST_REASON_SHIFT 4
 #define ST_REASON_MASK (7u << ST_REASON_SHIFT)
 #define ST_SIGNO_SHIFT 8

@@ -1,0 +1,398 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tokens across processes.
+ *
+ * A watch-only export is the read end of a pipe whose write end only this
+ * process holds; the token's trigger closes the write end, so every holder
+ * of the read end sees it readable and hung up, and nothing a holder does
+ * (write: EBADF; read: end of file) can trigger the token or hide the
+ * trigger.  An eventfd cannot give that: any holder may read it (un-cancel
+ * it for everyone) or write it.
+ *
+ * A shared export is the token's eventfd itself.  An fd source on the
+ * token's watcher then turns an outside write into a full trigger (flag,
+ * reason _FD, fan-out, callbacks).
+ *
+ * An import is a token with an fd source on the received fd, so it can be
+ * the parent of local tokens and be exported again: a tree of processes
+ * cancels as a tree of tokens.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "watcher.h"
+
+/* ---- watch-only exports: pipes ---- */
+
+struct pipe_export {
+	struct cfd_registration reg;
+	int wfd;
+	struct pipe_export *next, **pprev; /* all write ends, for fork */
+};
+
+/*
+ * Every write end this process holds.  A child made by fork() must not
+ * keep them open (it would keep the pipes from hanging up when the parent
+ * triggers); the child's handler closes them.  Pipes are made under the
+ * lock so that a fork cannot catch one before it is listed.
+ */
+static pthread_mutex_t exports_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pipe_export *exports;
+static pthread_once_t exports_once = PTHREAD_ONCE_INIT;
+
+static void exports_fork_prepare(void)
+{
+	pthread_mutex_lock(&exports_lock);
+}
+
+static void exports_fork_parent(void)
+{
+	pthread_mutex_unlock(&exports_lock);
+}
+
+static void exports_fork_child(void)
+{
+	for (struct pipe_export *e = exports; e; e = e->next)
+		if (e->wfd >= 0) {
+			close(e->wfd);
+			e->wfd = -1;
+		}
+	/* The records themselves belong to tokens the child cannot use. */
+	exports = NULL;
+	pthread_mutex_init(&exports_lock, NULL);
+}
+
+static void exports_setup(void)
+{
+	pthread_atfork(exports_fork_prepare, exports_fork_parent,
+		       exports_fork_child);
+}
+
+/* Hang up: every holder of the read end sees the token triggered.  The
+ * byte makes it readable (POLLIN) as well as hung up (POLLHUP) for loops
+ * that look only at one; the hang-up is what no reader can undo. */
+static void pipe_export_close(struct pipe_export *e)
+{
+	pthread_mutex_lock(&exports_lock);
+	if (e->wfd >= 0) {
+		if (write(e->wfd, "c", 1) < 0) {
+			/* a full pipe is readable already */
+		}
+		close(e->wfd);
+		e->wfd = -1;
+		*e->pprev = e->next;
+		if (e->next)
+			e->next->pprev = e->pprev;
+	}
+	pthread_mutex_unlock(&exports_lock);
+}
+
+static void pipe_export_triggered(struct cfd_token *tok, void *userdata)
+{
+	(void)tok;
+	pipe_export_close(userdata);
+}
+
+static void pipe_export_done(struct cfd_registration *reg)
+{
+	free(container_of(reg, struct pipe_export, reg));
+}
+
+/* A token freed untriggered can never trigger: hang up too, so that the
+ * other side is not left waiting forever (as when this process dies). */
+static void pipe_export_released(struct cfd_registration *reg)
+{
+	struct pipe_export *e = container_of(reg, struct pipe_export, reg);
+
+	pipe_export_close(e);
+	free(e);
+}
+
+static int export_pipe(struct cfd_token *tok, unsigned flags)
+{
+	struct pipe_export *e;
+	int p[2];
+
+	pthread_once(&exports_once, exports_setup);
+	e = malloc(sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	pthread_mutex_lock(&exports_lock);
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+		int r = -errno;
+
+		pthread_mutex_unlock(&exports_lock);
+		free(e);
+		return r;
+	}
+	e->wfd = p[1];
+	e->next = exports;
+	e->pprev = &exports;
+	if (exports)
+		exports->pprev = &e->next;
+	exports = e;
+	pthread_mutex_unlock(&exports_lock);
+
+	e->reg.on_release = pipe_export_released;
+	e->reg.on_done = pipe_export_done;
+	if (registration_add(&e->reg, tok, pipe_export_triggered, e, 0)) {
+		/* Triggered already: hand out a pipe that has hung up. */
+		pipe_export_close(e);
+		free(e);
+	}
+	if ((flags & CFD_EXPORT_INHERIT) && fcntl(p[0], F_SETFD, 0) < 0) {
+		int r = -errno;
+
+		close(p[0]);
+		return r;
+	}
+	return p[0];
+}
+
+/* ---- shared exports: the eventfd ---- */
+
+static int export_shared(struct cfd_token *tok, struct cfd_watcher *w,
+			 unsigned flags)
+{
+	int fd = cfd_token_fd(tok), dup_fd, r;
+
+	if (fd < 0)
+		return fd;
+	/* Once per token: an fd source on its own eventfd completes a write
+	 * from outside into a trigger (the source watches a dup). */
+	if (!(atomic_fetch_or(&tok->state, ST_SHARED) & ST_SHARED)) {
+		r = cfd_source_add_fd(NULL, tok, w, fd);
+		if (r < 0) {
+			atomic_fetch_and(&tok->state, ~ST_SHARED);
+			return r;
+		}
+	}
+	dup_fd = fcntl(
+	    fd, (flags & CFD_EXPORT_INHERIT) ? F_DUPFD : F_DUPFD_CLOEXEC, 3);
+	return dup_fd < 0 ? -errno : dup_fd;
+}
+
+CFD_EXPORT int cfd_token_export_fd(struct cfd_token *tok, struct cfd_watcher *w,
+				   unsigned flags)
+{
+	int r;
+
+	if (!tok || (flags & ~(CFD_EXPORT_SHARED | CFD_EXPORT_INHERIT)))
+		return -EINVAL;
+	r = token_check_process(tok);
+	if (r < 0)
+		return r;
+	if (w) {
+		r = watcher_check(w);
+		if (r < 0)
+			return r;
+	}
+	if (flags & CFD_EXPORT_SHARED)
+		return export_shared(tok, w, flags);
+	return export_pipe(tok, flags);
+}
+
+/* ---- import ---- */
+
+CFD_EXPORT int cfd_token_import_fd(struct cfd_token **ret, int fd,
+				   const char *name, struct cfd_watcher *w)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct cfd_token *tok;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	if (fd < 0)
+		return -EBADF;
+	if (w) {
+		r = watcher_check(w);
+		if (r < 0)
+			return r;
+	}
+	r = cfd_token_new(&tok, name);
+	if (r < 0)
+		return r;
+	/* Already readable or hung up: the other side triggered (or went
+	 * away) before us.  Born triggered, with no source. */
+	if (poll(&p, 1, 0) == 1) {
+		if (p.revents & POLLNVAL) {
+			cfd_token_unref(tok);
+			return -EBADF;
+		}
+		token_trigger(tok, CFD_REASON_FD, 0, NULL);
+	} else {
+		r = cfd_source_add_fd(NULL, tok, w, fd);
+		if (r < 0) {
+			cfd_token_unref(tok);
+			return r;
+		}
+	}
+	*ret = tok;
+	return 0;
+}
+
+/*
+ * Only pipes (watch-only exports) and eventfds (shared exports) are token
+ * fds.  -EBADF when fd is not open, -EBADFD when it is something else.
+ */
+static int check_token_fd(int fd)
+{
+	char path[64], target[64];
+	struct stat st;
+	ssize_t n;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISFIFO(st.st_mode))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return -EBADFD;
+	target[n] = '\0';
+	return strcmp(target, "anon_inode:[eventfd]") == 0 ? 0 : -EBADFD;
+}
+
+/* Import an fd this call owns: it is closed whatever happens. */
+static int import_owned(struct cfd_token **ret, int fd, const char *name,
+			struct cfd_watcher *w)
+{
+	int r = check_token_fd(fd);
+
+	if (r == 0)
+		r = cfd_token_import_fd(ret, fd, name, w);
+	close(fd);
+	return r;
+}
+
+/* ---- over a Unix socket ---- */
+
+CFD_EXPORT int cfd_token_send(int sock, struct cfd_token *tok,
+			      struct cfd_watcher *w, unsigned flags)
+{
+	char byte = 'c';
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = ctl.buf,
+		.msg_controllen = sizeof(ctl.buf),
+	};
+	struct cmsghdr *c;
+	ssize_t n;
+	int fd;
+
+	if (sock < 0)
+		return -EBADF;
+	if (flags & CFD_EXPORT_INHERIT)
+		return -EINVAL; /* meaningless for a passed fd */
+	fd = cfd_token_export_fd(tok, w, flags);
+	if (fd < 0)
+		return fd;
+	memset(&ctl, 0, sizeof(ctl));
+	c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	do
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	n = n < 0 ? -errno : 0;
+	close(fd); /* the receiver has its own copy now */
+	return (int)n;
+}
+
+CFD_EXPORT int cfd_token_recv(struct cfd_token **ret, int sock,
+			      const char *name, struct cfd_watcher *w)
+{
+	char byte;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = ctl.buf,
+		.msg_controllen = sizeof(ctl.buf),
+	};
+	int fd = -1, extra = 0;
+	ssize_t n;
+
+	if (!ret)
+		return -EINVAL;
+	if (sock < 0)
+		return -EBADF;
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	/* Take every fd that came, so that none leaks, and keep the first. */
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c;
+	     c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0;
+		     i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int got;
+
+			memcpy(&got, CMSG_DATA(c) + i * sizeof(int),
+			       sizeof(int));
+			if (fd < 0) {
+				fd = got;
+			} else {
+				close(got);
+				extra++;
+			}
+		}
+	}
+	if (n == 0 && fd < 0)
+		return -ECONNRESET; /* the peer closed without sending */
+	if (fd < 0 || extra || (msg.msg_flags & MSG_CTRUNC)) {
+		if (fd >= 0)
+			close(fd);
+		return -EPROTO; /* not one token fd */
+	}
+	return import_owned(ret, fd, name, w);
+}
+
+/* ---- through exec ---- */
+
+CFD_EXPORT int cfd_token_from_env(struct cfd_token **ret, const char *name,
+				  struct cfd_watcher *w)
+{
+	const char *v;
+	char *end;
+	long fd;
+
+	if (!ret)
+		return -EINVAL;
+	v = getenv(CFD_ENV);
+	if (!v)
+		return -ENOENT;
+	errno = 0;
+	fd = strtol(v, &end, 10);
+	/* Read once: whatever it says, it is not for our children. */
+	unsetenv(CFD_ENV);
+	if (errno || end == v || *end || fd < 0 || fd > INT_MAX)
+		return -EINVAL;
+	if (fcntl((int)fd, F_GETFD) < 0)
+		return -EBADF;
+	return import_owned(ret, (int)fd, name, w);
+}
