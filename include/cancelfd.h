@@ -23,7 +23,6 @@
  * See cancelfd(7) for the model.
  */
 
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -137,14 +136,14 @@ int cfd_source_add_timeout(struct cfd_source **ret, struct cfd_token *tok,
 int cfd_source_add_deadline(struct cfd_source **ret, struct cfd_token *tok,
 			    struct cfd_watcher *w, int64_t deadline_ns);
 int cfd_source_add_signals(struct cfd_source **ret, struct cfd_token *tok,
-			   struct cfd_watcher *w, const sigset_t *signals);
+			   struct cfd_watcher *w, const int *signals, size_t n);
 int cfd_source_add_fd(struct cfd_source **ret, struct cfd_token *tok,
 		      struct cfd_watcher *w, int fd);
 int cfd_source_add_condition(struct cfd_source **ret, struct cfd_token *tok,
 			     struct cfd_watcher *w, cfd_condition_fn fn,
 			     void *userdata, int64_t interval_ns);
 struct cfd_source *cfd_source_free(struct cfd_source *src);
-int cfd_signals_block(const sigset_t *signals);
+int cfd_signals_block(const int *signals, size_t n);
 
 /* ---- across processes (export.c) ---- */
 

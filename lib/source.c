@@ -320,29 +320,31 @@ static bool signal_watchable(int s)
 	return s != SIGKILL && s != SIGSTOP && (s < 32 || s >= SIGRTMIN);
 }
 
-static int check_signals(const sigset_t *set)
-{
-	bool any = false;
+/* The most signal numbers one call takes (duplicates included). */
+#define SIGNALS_MAX 1024
 
-	if (!set)
+static int check_signals(const int *signals, size_t n, sigset_t *set)
+{
+	if (!signals || n == 0 || n > SIGNALS_MAX)
 		return -EINVAL;
-	for (int s = 1; s < _NSIG; s++) {
-		if (sigismember(set, s) != 1)
-			continue;
-		if (!signal_watchable(s))
+	sigemptyset(set);
+	for (size_t i = 0; i < n; i++) {
+		if (signals[i] <= 0 || signals[i] >= _NSIG ||
+		    !signal_watchable(signals[i]))
 			return -EINVAL;
-		any = true;
+		sigaddset(set, signals[i]);
 	}
-	return any ? 0 : -EINVAL;
+	return 0;
 }
 
-CFD_EXPORT int cfd_signals_block(const sigset_t *signals)
+CFD_EXPORT int cfd_signals_block(const int *signals, size_t n)
 {
-	int r = check_signals(signals);
+	sigset_t set;
+	int r = check_signals(signals, n, &set);
 
 	if (r < 0)
 		return r;
-	return -pthread_sigmask(SIG_BLOCK, signals, NULL);
+	return -pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
 static int attach_signals(struct cfd_source *src)
@@ -371,12 +373,12 @@ static int attach_signals(struct cfd_source *src)
 
 CFD_EXPORT int cfd_source_add_signals(struct cfd_source **ret,
 				      struct cfd_token *tok,
-				      struct cfd_watcher *w,
-				      const sigset_t *signals)
+				      struct cfd_watcher *w, const int *signals,
+				      size_t n)
 {
 	struct cfd_source p = source_proto(SOURCE_SIGNAL);
-	sigset_t blocked;
-	int r = check_signals(signals);
+	sigset_t set, blocked;
+	int r = check_signals(signals, n, &set);
 
 	if (r < 0)
 		return r;
@@ -385,13 +387,12 @@ CFD_EXPORT int cfd_source_add_signals(struct cfd_source **ret,
 	 * thread; this thread is the one that can be checked. */
 	pthread_sigmask(SIG_BLOCK, NULL, &blocked);
 	for (int s = 1; s < _NSIG; s++)
-		if (sigismember(signals, s) == 1 &&
-		    sigismember(&blocked, s) != 1)
+		if (sigismember(&set, s) == 1 && sigismember(&blocked, s) != 1)
 			return -EBUSY;
 	r = check_token(tok, ret);
 	if (r != 0)
 		return r < 0 ? r : 0;
-	p.signals = *signals;
+	p.signals = set;
 	return source_add(ret, tok, w, &p, attach_signals);
 }
 
