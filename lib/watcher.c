@@ -60,8 +60,12 @@ static void watcher_close_fds(struct cfd_watcher *w)
 		}
 }
 
+static void complete_async(struct cfd_watcher *w);
+
 static void watcher_free(struct cfd_watcher *w)
 {
+	/* Triggers from signal handlers not dispatched yet: finish them. */
+	complete_async(w);
 	watcher_close_fds(w);
 	pthread_mutex_destroy(&w->lock);
 	pthread_mutex_destroy(&w->dispatch_lock);
@@ -475,11 +479,10 @@ static void dispatch_slot(struct cfd_watcher *w, uint64_t key,
 }
 
 /* Complete the fan-out of tokens triggered from signal handlers. */
-static void dispatch_async(struct cfd_watcher *w)
+static void complete_async(struct cfd_watcher *w)
 {
 	struct cfd_token *t, *next;
 
-	drain(w->bell);
 	t = atomic_exchange(&w->async_head, NULL);
 	for (; t; t = next) {
 		struct fanout f;
@@ -488,6 +491,12 @@ static void dispatch_async(struct cfd_watcher *w)
 		fanout_init(&f);
 		fanout_run(&f, t); /* consumes the handler's reference */
 	}
+}
+
+static void dispatch_async(struct cfd_watcher *w)
+{
+	drain(w->bell);
+	complete_async(w);
 }
 
 static int epoll_wait_events(struct cfd_watcher *w, struct epoll_event *ev,
@@ -563,7 +572,7 @@ static void *watcher_thread(void *arg)
 		pthread_mutex_unlock(&w->dispatch_lock);
 	}
 	atomic_store(&w->dispatcher, NULL);
-	if (atomic_load(&w->refs) == 0)
+	if (atomic_load(&w->free_on_exit))
 		watcher_free(w); /* released from its own thread */
 	return NULL;
 }
@@ -593,19 +602,27 @@ CFD_EXPORT int cfd_watcher_start(struct cfd_watcher *w)
 	return r;
 }
 
+/*
+ * Stop the own thread.  detach is for the watcher's own thread dropping
+ * the last reference (from a callback): it cannot join itself, so it
+ * leaves the thread to free the watcher when its loop ends.
+ */
 static void watcher_stop_thread(struct cfd_watcher *w, bool detach)
 {
+	pthread_t thread = w->thread;
 	uint64_t one = 1;
 
+	atomic_store(&w->running, false);
+	if (detach) {
+		pthread_detach(thread);
+		atomic_store(&w->free_on_exit, true);
+	}
 	atomic_store(&w->stop, true);
 	if (write(w->bell, &one, sizeof(one)) < 0) {
 		/* the counter is non-zero already: the thread will wake */
 	}
-	if (detach)
-		pthread_detach(w->thread);
-	else
-		pthread_join(w->thread, NULL);
-	atomic_store(&w->running, false);
+	if (!detach)
+		pthread_join(thread, NULL);
 }
 
 CFD_EXPORT int cfd_watcher_stop(struct cfd_watcher *w)

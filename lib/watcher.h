@@ -102,6 +102,7 @@ struct cfd_watcher {
 	pthread_t thread;
 	_Atomic bool running;
 	_Atomic bool stop;
+	_Atomic bool free_on_exit; /* released from its own thread */
 	const void *_Atomic thread_marker;
 };
 
