@@ -44,9 +44,7 @@ void listener_insert(struct cfd_token *t, struct listener *n)
 	if (head)
 		atomic_store_explicit(&head->pprev, &n->next,
 				      memory_order_relaxed);
-	/* Sequentially consistent: pairs with the fan-out, which swaps the
-	 * state and then reads this head without the lock. */
-	atomic_store(&t->listeners, n);
+	atomic_store_explicit(&t->listeners, n, memory_order_release);
 }
 
 void listener_unlink(struct listener *n)
@@ -134,23 +132,34 @@ void registration_release_listed(struct cfd_registration *reg)
 	free(reg); /* floating: it never ran and never will */
 }
 
-/*
- * Insert reg on t unless t has triggered.  Returns 1 if t had triggered
- * (reg is not listed), else 0.  Insert first, then read the state, as the
- * graph does for links.
- */
-static int registration_insert(struct cfd_registration *reg,
-			       struct cfd_token *t)
+int listener_add(struct cfd_token *t, struct listener *n)
 {
-	int fired;
-
-	cfd_lock(&t->lock);
-	listener_insert(t, &reg->node);
-	fired = (atomic_load(&t->state) & ST_TRIGGERED) != 0;
-	if (fired)
-		listener_unlink(&reg->node);
-	cfd_unlock(&t->lock);
-	return fired;
+	token_lock(t);
+	if (token_state(t) & ST_TRIGGERED) {
+		token_unlock(t);
+		return 1;
+	}
+	listener_insert(t, n);
+	if (!(token_unlock(t) & ST_TRIGGERED))
+		return 0;
+	/*
+	 * t triggered while we held its lock.  Its fan-out, which walks
+	 * under that lock, may or may not find n.  Take n back, unless the
+	 * fan-out already queued it (a registration): then it runs there.
+	 * A link is always taken back: the child's own compare-and-swap
+	 * decides which side triggers it.
+	 */
+	token_lock(t);
+	if (listener_kind(n) == LISTENER_REG &&
+	    atomic_load_explicit(
+		&container_of(n, struct cfd_registration, node)->state,
+		memory_order_relaxed) != REG_LISTED) {
+		token_unlock(t);
+		return 2;
+	}
+	listener_unlink(n);
+	token_unlock(t);
+	return 1;
 }
 
 static void registration_init(struct cfd_registration *reg, struct cfd_token *t,
@@ -189,7 +198,8 @@ CFD_EXPORT int cfd_token_on_trigger(struct cfd_registration **ret,
 				  ret ? REG_HOLDS_REF : REG_FLOATING);
 		if (ret)
 			cfd_token_ref(tok);
-		if (!registration_insert(reg, tok)) {
+		/* 2: a trigger came meanwhile and will run it. */
+		if (listener_add(tok, &reg->node) != 1) {
 			if (ret)
 				*ret = reg;
 			return 0;
@@ -223,11 +233,11 @@ static enum stop_result registration_stop(struct cfd_registration *reg)
 	uint32_t s = atomic_load_explicit(&reg->state, memory_order_acquire);
 
 	if (s == REG_LISTED) {
-		cfd_lock(&t->lock);
+		token_lock(t);
 		s = atomic_load_explicit(&reg->state, memory_order_acquire);
 		if (s == REG_LISTED)
 			listener_unlink(&reg->node);
-		cfd_unlock(&t->lock);
+		token_unlock(t);
 		if (s == REG_LISTED)
 			return STOP_UNLISTED;
 	}
@@ -292,7 +302,7 @@ int registration_add(struct cfd_registration *reg, struct cfd_token *t,
 {
 	(void)flags;
 	registration_init(reg, t, fn, userdata, REG_INTERNAL);
-	return registration_insert(reg, t);
+	return listener_add(t, &reg->node) == 1;
 }
 
 void registration_remove(struct cfd_registration *reg)

@@ -36,19 +36,21 @@ static void visit_child(struct fanout *f, struct cfd_token *c,
 {
 	unsigned reason = CFD_REASON_PARENT;
 
-	if (token_state(c) & ST_ALL_OF) {
+	if (atomic_load_explicit(&c->state, memory_order_relaxed) & ST_ALL_OF) {
 		if (atomic_fetch_sub(&c->all_of_pending, 1) != 1)
 			return;
 		reason = CFD_REASON_ALL_OF;
 	}
-	/* Already triggered: whoever did it owns (claimed) its fan-out. */
-	if (!token_set_triggered(c, reason, signo))
+	/* Already triggered: whoever did it owns its fan-out. */
+	if (!token_set_triggered(c, reason, signo, false))
 		return;
 	atomic_store_explicit(&c->origin, origin, memory_order_release);
 	token_write_fd(c);
-	/* Sequentially consistent after the swap: a listener added
-	 * concurrently is either seen here or sees the trigger. */
-	if (atomic_load(&c->listeners) && token_try_ref(c))
+	/* The swap read the state word as the last listener_add() released
+	 * it, so a listener added before is seen here; one added after sees
+	 * the trigger (see listener_add). */
+	if (atomic_load_explicit(&c->listeners, memory_order_acquire) &&
+	    token_try_ref(c))
 		fanout_push(f, c);
 }
 
@@ -61,13 +63,13 @@ static struct cfd_token *origin_of(struct cfd_token *t)
 	return o;
 }
 
-static void fanout_walk(struct fanout *f, struct cfd_token *t)
+/* Walk t's listeners under its lock (taken by the caller). */
+static void fanout_walk_locked(struct fanout *f, struct cfd_token *t)
 {
 	struct cfd_token *origin = origin_of(t);
 	unsigned signo = (token_state(t) & ST_SIGNO_MASK) >> ST_SIGNO_SHIFT;
 	struct listener *n, *next;
 
-	cfd_lock(&t->lock);
 	for (n = atomic_load_explicit(&t->listeners, memory_order_relaxed); n;
 	     n = next) {
 		next = atomic_load_explicit(&n->next, memory_order_relaxed);
@@ -79,21 +81,32 @@ static void fanout_walk(struct fanout *f, struct cfd_token *t)
 			registration_queue(
 			    f, container_of(n, struct cfd_registration, node));
 	}
-	cfd_unlock(&t->lock);
+	token_unlock(t);
 }
 
-void fanout_run(struct fanout *f, struct cfd_token *start)
+void fanout_run(struct fanout *f, struct cfd_token *start, bool locked)
 {
 	struct cfd_token *t;
 
-	fanout_push(f, start);
+	/* The start token is the caller's (it holds a reference).  Without
+	 * listeners it needs no lock: an adder that comes later sees the
+	 * trigger when it takes the lock. */
+	if (locked) {
+		fanout_walk_locked(f, start);
+	} else if (atomic_load_explicit(&start->listeners,
+					memory_order_acquire)) {
+		token_lock(start);
+		fanout_walk_locked(f, start);
+	}
 	while ((t = f->stack)) {
 		f->stack = t->work_next;
-		fanout_walk(f, t);
+		token_lock(t);
+		fanout_walk_locked(f, t);
 		cfd_token_unref(t);
 	}
 	/* Every descendant is triggered; only now run user code. */
-	callbacks_run(f->run);
+	if (f->run)
+		callbacks_run(f->run);
 }
 
 /* ---- building the graph ---- */
@@ -102,33 +115,22 @@ void fanout_run(struct fanout *f, struct cfd_token *start)
 static void token_born_triggered(struct cfd_token *t, unsigned reason,
 				 struct cfd_token *origin, unsigned signo)
 {
-	if (token_set_triggered(t, reason, signo))
+	if (token_set_triggered(t, reason, signo, false))
 		atomic_store_explicit(&t->origin, origin, memory_order_release);
 }
 
-/*
- * Link t under parent p.  Returns true if p had triggered already, in which
- * case the link is not kept.  The link is inserted first and the state read
- * after, so that a trigger racing with the insertion either sees the link
- * or is seen here.
- */
+/* Link t under parent p.  Returns true if p had triggered already, in
+ * which case the link is not kept. */
 static bool link_parent(struct cfd_token *t, size_t i, struct cfd_token *p)
 {
 	struct link *l = &t->links[i];
-	bool fired;
 
 	cfd_token_ref(p);
 	l->node.owner = (uintptr_t)p | LISTENER_LINK;
 	atomic_init(&l->node.next, NULL);
 	atomic_init(&l->node.pprev, NULL);
 	l->child = t;
-	cfd_lock(&p->lock);
-	listener_insert(p, &l->node);
-	fired = atomic_load(&p->state) & ST_TRIGGERED;
-	if (fired)
-		listener_unlink(&l->node);
-	cfd_unlock(&p->lock);
-	return fired;
+	return listener_add(p, &l->node) != 0;
 }
 
 static unsigned token_signo(const struct cfd_token *t)
@@ -298,9 +300,9 @@ void token_release_links(struct cfd_token *t, struct cfd_token **free_list)
 
 		if (atomic_load_explicit(&l->node.pprev,
 					 memory_order_relaxed)) {
-			cfd_lock(&p->lock);
+			token_lock(p);
 			listener_unlink(&l->node);
-			cfd_unlock(&p->lock);
+			token_unlock(p);
 		}
 		if (atomic_fetch_sub_explicit(&p->refs, 1,
 					      memory_order_acq_rel) == 1) {

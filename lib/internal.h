@@ -40,33 +40,10 @@ static inline void cfd_futex_wake_all(_Atomic uint32_t *addr)
 	cfd_futex(addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, 0);
 }
 
-/*
- * A mutex in one word (0 free, 1 held, 2 held with sleepers), so that a
- * token stays small.  The critical sections it guards are short list edits,
- * so a brief spin comes before sleeping.
- */
-struct cfd_lock {
-	_Atomic uint32_t v;
-};
-
-void cfd_lock_slow(struct cfd_lock *l);
-
-static inline void cfd_lock(struct cfd_lock *l)
-{
-	uint32_t expected = 0;
-
-	if (!atomic_compare_exchange_strong_explicit(&l->v, &expected, 1,
-						     memory_order_acquire,
-						     memory_order_relaxed))
-		cfd_lock_slow(l);
-}
-
-static inline void cfd_unlock(struct cfd_lock *l)
-{
-	if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2)
-		cfd_futex((_Atomic uint32_t *)&l->v, FUTEX_WAKE_PRIVATE, 1,
-			  NULL, 0);
-}
+/* Sleepers on a token's state word wait for one of two things; the futex
+ * bitset keeps a trigger from waking lock waiters and the reverse. */
+#define FUTEX_FOR_TRIGGER 1u
+#define FUTEX_FOR_LOCK 2u
 
 /* ---- the process a token belongs to ---- */
 
@@ -123,30 +100,38 @@ struct link {
 /* ---- the token ---- */
 
 /*
- * The state word is the truth.  Bits:
- *   TRIGGERED  one-way; set by the single winning compare-and-swap, whose
- *              caller then owns the fan-out of this token
- *   WAITERS    a thread sleeps on this word in cfd_token_wait()
- *   ALL_OF     (fixed at birth) the token counts its parents down
- *   SHARED     its eventfd was exported for writing and is watched
+ * The state word is the truth, and the token's lock.  Bits:
+ *   TRIGGERED     one-way; set by the single winning compare-and-swap,
+ *                 whose caller then owns the fan-out of this token
+ *   WAITERS       a thread sleeps in cfd_token_wait()
+ *   ALL_OF        (fixed at birth) the token counts its parents down
+ *   SHARED        its eventfd was exported for writing and is watched
+ *   LOCKED        the listener list (and fd creation) is being changed
+ *   LOCK_WAITERS  a thread sleeps until LOCKED clears
  *   reason, signal number, and the fork generation (high 16 bits)
+ * Keeping the lock in the same word as TRIGGERED is what makes adding a
+ * listener cheap and race-free: the unlock is an atomic read-modify-write
+ * that returns the state, so an adder learns whether a trigger came while
+ * it held the lock without any further barrier, and a trigger that comes
+ * after the unlock reads the word the unlock released and sees the list.
  */
 #define ST_TRIGGERED (1u << 0)
 #define ST_WAITERS (1u << 1)
 #define ST_ALL_OF (1u << 2)
-#define ST_SHARED (1u << 3) /* an fd source watches the eventfd (export.c) */
+#define ST_SHARED (1u << 3)
 #define ST_REASON_SHIFT 4
 #define ST_REASON_MASK (7u << ST_REASON_SHIFT)
+#define ST_LOCKED (1u << 7)
 #define ST_SIGNO_SHIFT 8
 #define ST_SIGNO_MASK (0x7fu << ST_SIGNO_SHIFT)
+#define ST_LOCK_WAITERS (1u << 15)
 #define ST_GEN_SHIFT 16
 
 struct cfd_token {
-	_Atomic uint32_t state;
+	_Atomic uint32_t state; /* see above; also the token's lock */
 	_Atomic uint32_t refs;
-	struct cfd_lock lock; /* guards the listener list and fd creation */
-	_Atomic int fd;	      /* eventfd, or -1 until someone asks */
-	uint32_t nparents;    /* entries in links[] */
+	_Atomic int fd;			 /* eventfd, or -1 until someone asks */
+	uint32_t nparents;		 /* entries in links[] */
 	_Atomic uint32_t all_of_pending; /* all-of: parents not yet fired */
 	/* The cause.  origin is written last (release), so a non-NULL origin
 	 * means time and message are readable. */
@@ -177,6 +162,31 @@ static inline int token_check_process(const struct cfd_token *t)
 								      : -ECHILD;
 }
 
+/* The token's lock (ST_LOCKED in the state word). */
+void token_lock_slow(struct cfd_token *t);
+
+static inline void token_lock(struct cfd_token *t)
+{
+	uint32_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+
+	if (s & ST_LOCKED || !atomic_compare_exchange_weak_explicit(
+				 &t->state, &s, s | ST_LOCKED,
+				 memory_order_acquire, memory_order_relaxed))
+		token_lock_slow(t);
+}
+
+/* Returns the state word as it was just before the unlock. */
+static inline uint32_t token_unlock(struct cfd_token *t)
+{
+	uint32_t old = atomic_fetch_and_explicit(
+	    &t->state, ~(ST_LOCKED | ST_LOCK_WAITERS), memory_order_release);
+
+	if (old & ST_LOCK_WAITERS)
+		cfd_futex(&t->state, FUTEX_WAKE_BITSET_PRIVATE, 1, NULL,
+			  FUTEX_FOR_LOCK);
+	return old;
+}
+
 #define CFD_NAME_MAX 4096
 
 /* strdup() allocates inside libc, out of reach of the tests' allocation
@@ -185,17 +195,49 @@ char *cfd_strdup(const char *s);
 
 /* token.c */
 int64_t cfd_now(void);
+int64_t cfd_now_coarse(void);
 struct cfd_token *token_alloc(const char *name, size_t name_len,
 			      const char *name2, size_t nparents);
 bool token_try_ref(struct cfd_token *t);
-void token_write_fd(struct cfd_token *t);
+void token_write_fd_slow(int fd);
+
+/* Make the token's fd (if it has one) readable: the trigger's only
+ * system call, and only for tokens somebody asked an fd of. */
+static inline void token_write_fd(struct cfd_token *t)
+{
+	int fd = atomic_load_explicit(&t->fd, memory_order_acquire);
+
+	if (fd >= 0)
+		token_write_fd_slow(fd);
+}
 /*
- * Flip a token to triggered.  Returns false if it already was.  The winner
- * then publishes the origin (time and message first) and owns the fan-out.
- * Async-signal-safe: a compare-and-swap and, if someone sleeps in
- * cfd_token_wait(), a futex wake.
+ * Flip a token to triggered.  Returns 0 if it already was, else
+ * ST_TRIGGERED, plus ST_LOCKED when want_lock asked for the token's lock
+ * and it was free, in which case it was taken in the same step.  The
+ * winner then publishes the origin (time and message first) and owns the
+ * fan-out.  Async-signal-safe without want_lock: a compare-and-swap and, if
+ * someone sleeps in cfd_token_wait(), a futex wake.
  */
-bool token_set_triggered(struct cfd_token *t, unsigned reason, unsigned signo);
+static inline uint32_t token_set_triggered(struct cfd_token *t, unsigned reason,
+					   unsigned signo, bool want_lock)
+{
+	uint32_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	uint32_t add = ST_TRIGGERED | ((uint32_t)reason << ST_REASON_SHIFT) |
+		       (((uint32_t)signo << ST_SIGNO_SHIFT) & ST_SIGNO_MASK);
+	uint32_t lock;
+
+	do {
+		if (s & ST_TRIGGERED)
+			return 0;
+		lock = (want_lock && !(s & ST_LOCKED)) ? ST_LOCKED : 0;
+	} while (!atomic_compare_exchange_weak_explicit(
+	    &t->state, &s, s | add | lock, memory_order_acq_rel,
+	    memory_order_relaxed));
+	if (s & ST_WAITERS)
+		cfd_futex(&t->state, FUTEX_WAKE_BITSET_PRIVATE, INT_MAX, NULL,
+			  FUTEX_FOR_TRIGGER);
+	return ST_TRIGGERED | lock;
+}
 /* Trigger with a cause and run the fan-out and callbacks.  1 or 0. */
 int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
 		  char *message);
@@ -207,8 +249,10 @@ struct fanout {
 	struct cfd_registration **run_tail;
 };
 void fanout_init(struct fanout *f);
-/* Walk from a claimed, referenced token, then run the callbacks found. */
-void fanout_run(struct fanout *f, struct cfd_token *start);
+/* Fan out from a token this thread just triggered (it holds a reference
+ * to it; `locked` says the trigger took its lock), then run the
+ * callbacks found. */
+void fanout_run(struct fanout *f, struct cfd_token *start, bool locked);
 void token_release_links(struct cfd_token *t, struct cfd_token **free_list);
 
 /* callback.c */
@@ -235,6 +279,13 @@ struct cfd_registration {
 
 void listener_insert(struct cfd_token *t, struct listener *n);
 void listener_unlink(struct listener *n);
+/*
+ * Put n on t's list unless t has triggered.  Returns 0 when n is listed,
+ * 1 when t has triggered and n is not listed (the caller handles it as
+ * "already triggered"), 2 when t triggered meanwhile and its fan-out has
+ * taken n (a registration it queued).
+ */
+int listener_add(struct cfd_token *t, struct listener *n);
 /* Take a listed registration off its token for running (lock held). */
 void registration_queue(struct fanout *f, struct cfd_registration *reg);
 void callbacks_run(struct cfd_registration *list);

@@ -489,7 +489,8 @@ static void complete_async(struct cfd_watcher *w)
 
 		next = t->work_next;
 		fanout_init(&f);
-		fanout_run(&f, t); /* consumes the handler's reference */
+		fanout_run(&f, t, false);
+		cfd_token_unref(t); /* the handler's reference */
 	}
 }
 
@@ -732,9 +733,9 @@ CFD_EXPORT int cfd_token_trigger_async_safe(struct cfd_token *tok,
 		return -ECHILD;
 	if (!token_set_triggered(tok,
 				 signo ? CFD_REASON_SIGNAL : CFD_REASON_MANUAL,
-				 (unsigned)signo))
+				 (unsigned)signo, false))
 		return 0;
-	tok->time = cfd_now(); /* clock_gettime is async-signal-safe */
+	tok->time = cfd_now_coarse(); /* async-signal-safe */
 	atomic_store_explicit(&tok->origin, tok, memory_order_release);
 	token_write_fd(tok);
 	/* The fan-out and the callbacks need locks: hand them to the
