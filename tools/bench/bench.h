@@ -100,6 +100,8 @@ void row_base(struct row *r, double v);
 void row_round_end(struct row *r);
 
 void report_table(FILE *f);
+/* A JSON string literal, escaped. */
+void json_str(FILE *f, const char *s);
 int report_json(const char *path);
 
 /* ---- the machine (machine.c) ---- */

@@ -82,6 +82,23 @@ static const char *threads_state(void)
 	}
 }
 
+/* Compiler version strings may end in a space (clang's do). */
+static const char *trimmed(const char *s)
+{
+	static char buf[2][160];
+	static int k;
+	char *b = buf[k++ % 2];
+	size_t n;
+
+	snprintf(b, sizeof(buf[0]), "%s", s);
+	n = strlen(b);
+	while (n && b[n - 1] == ' ')
+		b[--n] = '\0';
+	for (char *p = strstr(b, " ,"); p; p = strstr(b, " ,"))
+		memmove(p, p + 1, strlen(p));
+	return b;
+}
+
 void machine_print(FILE *f)
 {
 	struct machine m;
@@ -98,7 +115,8 @@ void machine_print(FILE *f)
 		m.cpu, m.cores, cpu_a, cpu_b,
 		cpu_a == cpu_b ? " (one CPU: not cross-CPU)" : "");
 	fprintf(f, "kernel:   %s\n", m.kernel);
-	fprintf(f, "compiler: %s; C++: %s\n", c_compiler(), cxx_compiler());
+	fprintf(f, "compiler: %s; C++: %s\n", trimmed(c_compiler()),
+		trimmed(cxx_compiler()));
 	fprintf(f, "libs:     liburing %s, GLib %s\n", CFD_BENCH_LIBURING,
 		glib_version());
 	fprintf(f,
@@ -110,14 +128,28 @@ void machine_print(FILE *f)
 void machine_json(FILE *f)
 {
 	struct machine m;
+	const char *keys[] = { "cpu",	   "kernel", "cc",   "cxx",
+			       "liburing", "glib",   "date", "mode" };
+	const char *vals[] = { m.cpu,
+			       m.kernel,
+			       trimmed(c_compiler()),
+			       trimmed(cxx_compiler()),
+			       CFD_BENCH_LIBURING,
+			       glib_version(),
+			       m.date,
+			       opt.quick ? "quick" : "default" };
 
 	machine_get(&m);
+	fputc('{', f);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		fprintf(f, "\"%s\": ", keys[i]);
+		json_str(f, vals[i]);
+		fputs(", ", f);
+	}
 	fprintf(f,
-		"{\"cpu\": \"%s\", \"cores\": %ld, \"kernel\": \"%s\", "
-		"\"cc\": \"%s\", \"cxx\": \"%s\", \"liburing\": \"%s\", "
-		"\"glib\": \"%s\", \"date\": \"%s\", \"mode\": \"%s\", "
-		"\"cpus\": [%d, %d], \"nofile\": %d}",
-		m.cpu, m.cores, m.kernel, c_compiler(), cxx_compiler(),
-		CFD_BENCH_LIBURING, glib_version(), m.date,
-		opt.quick ? "quick" : "default", cpu_a, cpu_b, nofile_limit());
+		"\"cores\": %ld, \"cpus\": [%d, %d], \"nofile\": %d, "
+		"\"threads\": ",
+		m.cores, cpu_a, cpu_b, nofile_limit());
+	json_str(f, threads_state());
+	fputc('}', f);
 }

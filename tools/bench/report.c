@@ -315,7 +315,7 @@ void report_table(FILE *f)
 
 /* ---- JSON ---- */
 
-static void json_str(FILE *f, const char *s)
+void json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (; *s; s++) {

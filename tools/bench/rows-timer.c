@@ -108,10 +108,13 @@ void rows_timer(void)
 		raw_late(tfd, ns); /* warm-up */
 		for (int i = 0; i < rounds; i++) {
 			row_round_begin(r);
-			for (int k = 0; k < per; k++) {
-				row_base(r, (double)raw_late(tfd, ns));
+			for (int k = 0; k < 2 * per; k++) {
+				/* Alternate sides, the first one too. */
+				if ((k + i) % 2 == 0)
+					row_base(r, (double)raw_late(tfd, ns));
 #if HAVE_CFD_SOURCES
-				row_cfd(r, (double)cfd_late(w, ns));
+				else
+					row_cfd(r, (double)cfd_late(w, ns));
 #else
 				(void)w;
 #endif

@@ -33,11 +33,11 @@
 #include <unistd.h>
 
 #include <cancelfd.h>
+
+#include "bench.h" /* first: it says whether HAVE_CFD_URING */
 #if HAVE_CFD_URING
 #include <cancelfd-uring.h>
 #endif
-
-#include "bench.h"
 
 #define BATCH 64
 #define UD_POLL 0x1000000u
