@@ -301,7 +301,7 @@ void rows_fanout(void)
 void rows_fanout_fd(void)
 {
 	size_t max = (size_t)fds_available();
-	size_t ns[] = { 1, 100, 10000, max };
+	size_t ns[] = { 1, 100, 10000, max }, prev = 0;
 	char name[80];
 
 	for (size_t j = 0; j < sizeof(ns) / sizeof(ns[0]); j++) {
@@ -309,8 +309,9 @@ void rows_fanout_fd(void)
 		int rounds = n >= 10000 ? Q(1, 15) : Q(3, 40);
 		struct row *r;
 
-		if (n > max || n == 0 || (j > 0 && n <= ns[j - 1]))
+		if (n > max || n <= prev)
 			continue;
+		prev = n;
 		if (trees * n > max)
 			trees = max / n;
 		snprintf(name, sizeof(name),

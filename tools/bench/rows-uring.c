@@ -584,6 +584,8 @@ static void cancel_rows(void)
 #endif
 	memset(&c, 0, sizeof(c));
 	c.n = Q(30, 500);
+	if (c.n > fds_available())
+		c.n = fds_available();
 	row_note(r,
 		 "threads pinned to cpu %d (ring) and %d (trigger); the "
 		 "trigger comes 20 us after the op is submitted",

@@ -157,7 +157,8 @@ static void run_mode(enum wmode m, struct row *rtt, struct row *one,
 void rows_wake(void)
 {
 	struct row *rtt, *one, *waker, *grtt;
-	const int rounds = Q(2, 30);
+	const int rounds = Q(2, 40);
+	size_t per = Q(200, 2000);
 	pthread_t b;
 
 	rtt = row_new("wake", "trigger -> poll wake, cross-CPU (rtt/2)", "ns",
@@ -173,12 +174,15 @@ void rows_wake(void)
 		row_unavailable(grtt, "GLib not found");
 	if (cpu_a == cpu_b)
 		row_note(rtt, "only one CPU: both threads on cpu %d", cpu_a);
+	/* Two fds per round trip, all made before the round. */
+	if (per > (size_t)fds_available() / 2)
+		per = (size_t)fds_available() / 2;
 	row_note(rtt,
-		 "threads pinned to cpu %d and %d; %d rounds x %d round "
+		 "threads pinned to cpu %d and %d; %d rounds x %zu round "
 		 "trips per side; fresh objects for every round trip",
-		 cpu_a, cpu_b, rounds, Q(200, 2000));
+		 cpu_a, cpu_b, rounds, per);
 
-	w.n = Q(200, 2000);
+	w.n = per;
 	w.ping = calloc(w.n, sizeof(*w.ping));
 	w.pong = calloc(w.n, sizeof(*w.pong));
 	w.t0 = calloc(w.n, sizeof(int64_t));
