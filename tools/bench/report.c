@@ -285,7 +285,8 @@ void report_table(FILE *f)
 		if (isnan(res.ratio) || !row_has_baseline(r) || r->pending[0])
 			snprintf(ratio, sizeof(ratio), "-");
 		else
-			snprintf(ratio, sizeof(ratio), "%.2f", res.ratio);
+			snprintf(ratio, sizeof(ratio),
+				 res.ratio < 10 ? "%.3f" : "%.1f", res.ratio);
 		fmt_target(tgt, sizeof(tgt), r);
 		if (r->pending[0])
 			fprintf(f, "%-46s %21s  ", r->name, r->pending);
