@@ -132,9 +132,9 @@ void registration_release_listed(struct cfd_registration *reg)
 	free(reg); /* floating: it never ran and never will */
 }
 
-int listener_add(struct cfd_token *t, struct listener *n)
+int listener_add(struct cfd_token *t, struct listener *n, uint64_t add)
 {
-	token_lock(t);
+	token_lock_add(t, add);
 	if (token_state(t) & ST_TRIGGERED) {
 		token_unlock(t);
 		return 1;
@@ -199,7 +199,7 @@ CFD_EXPORT int cfd_token_on_trigger(struct cfd_registration **ret,
 		if (ret)
 			cfd_token_ref(tok);
 		/* 2: a trigger came meanwhile and will run it. */
-		if (listener_add(tok, &reg->node) != 1) {
+		if (listener_add(tok, &reg->node, 0) != 1) {
 			if (ret)
 				*ret = reg;
 			return 0;
@@ -302,7 +302,7 @@ int registration_add(struct cfd_registration *reg, struct cfd_token *t,
 {
 	(void)flags;
 	registration_init(reg, t, fn, userdata, REG_INTERNAL);
-	return listener_add(t, &reg->node) == 1;
+	return listener_add(t, &reg->node, 0) == 1;
 }
 
 void registration_remove(struct cfd_registration *reg)

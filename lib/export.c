@@ -168,10 +168,10 @@ static int export_shared(struct cfd_token *tok, struct cfd_watcher *w,
 		return fd;
 	/* Once per token: an fd source on its own eventfd completes a write
 	 * from outside into a trigger (the source watches a dup). */
-	if (!(atomic_fetch_or(&tok->state, ST_SHARED) & ST_SHARED)) {
+	if (!(atomic_fetch_or(&tok->word, (uint64_t)ST_SHARED) & ST_SHARED)) {
 		r = cfd_source_add_fd(NULL, tok, w, fd);
 		if (r < 0) {
-			atomic_fetch_and(&tok->state, ~ST_SHARED);
+			atomic_fetch_and(&tok->word, ~(uint64_t)ST_SHARED);
 			return r;
 		}
 	}

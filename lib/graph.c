@@ -36,7 +36,7 @@ static void visit_child(struct fanout *f, struct cfd_token *c,
 {
 	unsigned reason = CFD_REASON_PARENT;
 
-	if (atomic_load_explicit(&c->state, memory_order_relaxed) & ST_ALL_OF) {
+	if (atomic_load_explicit(&c->word, memory_order_relaxed) & ST_ALL_OF) {
 		if (atomic_fetch_sub(&c->all_of_pending, 1) != 1)
 			return;
 		reason = CFD_REASON_ALL_OF;
@@ -125,12 +125,13 @@ static bool link_parent(struct cfd_token *t, size_t i, struct cfd_token *p)
 {
 	struct link *l = &t->links[i];
 
-	cfd_token_ref(p);
 	l->node.owner = (uintptr_t)p | LISTENER_LINK;
 	atomic_init(&l->node.next, NULL);
 	atomic_init(&l->node.pprev, NULL);
 	l->child = t;
-	return listener_add(p, &l->node) != 0;
+	/* The child holds its parent: the reference is taken with the
+	 * parent's lock, in one step. */
+	return listener_add(p, &l->node, REF_ONE) != 0;
 }
 
 static unsigned token_signo(const struct cfd_token *t)
@@ -274,7 +275,7 @@ CFD_EXPORT int cfd_token_all_of(struct cfd_token **ret, const char *name,
 	t = token_alloc(name, len, NULL, n);
 	if (!t)
 		return -ENOMEM;
-	atomic_fetch_or(&t->state, ST_ALL_OF);
+	atomic_fetch_or(&t->word, (uint64_t)ST_ALL_OF);
 	/* One count per parent, plus one held while linking so that
 	 * parents firing meanwhile cannot complete the count early. */
 	atomic_init(&t->all_of_pending, (uint32_t)n + 1);
@@ -297,15 +298,22 @@ void token_release_links(struct cfd_token *t, struct cfd_token **free_list)
 	for (uint32_t i = 0; i < t->nparents; i++) {
 		struct link *l = &t->links[i];
 		struct cfd_token *p = listener_owner(&l->node);
+		uint32_t left;
 
 		if (atomic_load_explicit(&l->node.pprev,
 					 memory_order_relaxed)) {
+			/* Unlink, then unlock and let go in one step. */
 			token_lock(p);
 			listener_unlink(&l->node);
-			token_unlock(p);
+			left = token_unlock_unref(p);
+		} else {
+			left = (uint32_t)(atomic_fetch_sub_explicit(
+					      &p->word, REF_ONE,
+					      memory_order_acq_rel) >>
+					  32) -
+			       1;
 		}
-		if (atomic_fetch_sub_explicit(&p->refs, 1,
-					      memory_order_acq_rel) == 1) {
+		if (left == 0) {
 			p->work_next = *free_list;
 			*free_list = p;
 		}

@@ -100,7 +100,8 @@ struct link {
 /* ---- the token ---- */
 
 /*
- * The state word is the truth, and the token's lock.  Bits:
+ * A token's word holds its state (low 32 bits, also the futex word) and its
+ * reference count (high 32 bits).  State bits:
  *   TRIGGERED     one-way; set by the single winning compare-and-swap,
  *                 whose caller then owns the fan-out of this token
  *   WAITERS       a thread sleeps in cfd_token_wait()
@@ -108,12 +109,15 @@ struct link {
  *   SHARED        its eventfd was exported for writing and is watched
  *   LOCKED        the listener list (and fd creation) is being changed
  *   LOCK_WAITERS  a thread sleeps until LOCKED clears
- *   reason, signal number, and the fork generation (high 16 bits)
- * Keeping the lock in the same word as TRIGGERED is what makes adding a
- * listener cheap and race-free: the unlock is an atomic read-modify-write
- * that returns the state, so an adder learns whether a trigger came while
- * it held the lock without any further barrier, and a trigger that comes
- * after the unlock reads the word the unlock released and sees the list.
+ *   reason, signal number, and the fork generation (bits 16-31)
+ * One word for all three is what makes the graph cheap and race-free:
+ *   - the unlock is an atomic read-modify-write that returns the state, so
+ *     a thread adding a listener learns whether a trigger came while it
+ *     held the lock with no further barrier, and a trigger that comes after
+ *     the unlock reads the word the unlock released and sees the list;
+ *   - a child takes its parent's lock and a reference to it in one
+ *     compare-and-swap, and drops both in one when it is freed;
+ *   - the trigger takes the lock in its own compare-and-swap.
  */
 #define ST_TRIGGERED (1u << 0)
 #define ST_WAITERS (1u << 1)
@@ -126,12 +130,12 @@ struct link {
 #define ST_SIGNO_MASK (0x7fu << ST_SIGNO_SHIFT)
 #define ST_LOCK_WAITERS (1u << 15)
 #define ST_GEN_SHIFT 16
+#define REF_ONE ((uint64_t)1 << 32)
 
 struct cfd_token {
-	_Atomic uint32_t state; /* see above; also the token's lock */
-	_Atomic uint32_t refs;
-	_Atomic int fd;			 /* eventfd, or -1 until someone asks */
-	uint32_t nparents;		 /* entries in links[] */
+	_Atomic uint64_t word; /* state and reference count, see above */
+	_Atomic int fd;	       /* eventfd, or -1 until someone asks */
+	uint32_t nparents;     /* entries in links[] */
 	_Atomic uint32_t all_of_pending; /* all-of: parents not yet fired */
 	/* The cause.  origin is written last (release), so a non-NULL origin
 	 * means time and message are readable. */
@@ -145,6 +149,16 @@ struct cfd_token {
 	struct link links[]; /* followed by the name */
 };
 
+/* The futex word: the low half of the token's word. */
+static inline _Atomic uint32_t *token_futex_word(struct cfd_token *t)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	return (_Atomic uint32_t *)(void *)((char *)&t->word + 4);
+#else
+	return (_Atomic uint32_t *)(void *)&t->word;
+#endif
+}
+
 static inline const char *token_name_ptr(const struct cfd_token *t)
 {
 	return (const char *)(t->links + t->nparents);
@@ -152,7 +166,7 @@ static inline const char *token_name_ptr(const struct cfd_token *t)
 
 static inline uint32_t token_state(const struct cfd_token *t)
 {
-	return atomic_load_explicit(&t->state, memory_order_acquire);
+	return (uint32_t)atomic_load_explicit(&t->word, memory_order_acquire);
 }
 
 /* -ECHILD when the token was made in another process, else 0. */
@@ -162,29 +176,58 @@ static inline int token_check_process(const struct cfd_token *t)
 								      : -ECHILD;
 }
 
-/* The token's lock (ST_LOCKED in the state word). */
-void token_lock_slow(struct cfd_token *t);
+/* The token's lock (ST_LOCKED in its word).  add is 0 or REF_ONE: a
+ * reference taken in the same step. */
+void token_lock_slow(struct cfd_token *t, uint64_t add);
+
+static inline void token_lock_add(struct cfd_token *t, uint64_t add)
+{
+	uint64_t w = atomic_load_explicit(&t->word, memory_order_relaxed);
+
+	if ((w & ST_LOCKED) || !atomic_compare_exchange_weak_explicit(
+				   &t->word, &w, (w + add) | ST_LOCKED,
+				   memory_order_acquire, memory_order_relaxed))
+		token_lock_slow(t, add);
+}
 
 static inline void token_lock(struct cfd_token *t)
 {
-	uint32_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
-
-	if (s & ST_LOCKED || !atomic_compare_exchange_weak_explicit(
-				 &t->state, &s, s | ST_LOCKED,
-				 memory_order_acquire, memory_order_relaxed))
-		token_lock_slow(t);
+	token_lock_add(t, 0);
 }
 
-/* Returns the state word as it was just before the unlock. */
+static inline void token_wake_lock_waiter(struct cfd_token *t)
+{
+	cfd_futex(token_futex_word(t), FUTEX_WAKE_BITSET_PRIVATE, 1, NULL,
+		  FUTEX_FOR_LOCK);
+}
+
+/* Returns the state as it was just before the unlock. */
 static inline uint32_t token_unlock(struct cfd_token *t)
 {
-	uint32_t old = atomic_fetch_and_explicit(
-	    &t->state, ~(ST_LOCKED | ST_LOCK_WAITERS), memory_order_release);
+	uint64_t old = atomic_fetch_and_explicit(
+	    &t->word, ~(uint64_t)(ST_LOCKED | ST_LOCK_WAITERS),
+	    memory_order_release);
 
 	if (old & ST_LOCK_WAITERS)
-		cfd_futex(&t->state, FUTEX_WAKE_BITSET_PRIVATE, 1, NULL,
-			  FUTEX_FOR_LOCK);
-	return old;
+		token_wake_lock_waiter(t);
+	return (uint32_t)old;
+}
+
+/* Unlock and drop a reference in one step.  Returns the references left:
+ * at zero the caller frees the token. */
+static inline uint32_t token_unlock_unref(struct cfd_token *t)
+{
+	uint64_t old = atomic_load_explicit(&t->word, memory_order_relaxed);
+	uint64_t new;
+
+	do
+		new =
+		    (old - REF_ONE) & ~(uint64_t)(ST_LOCKED | ST_LOCK_WAITERS);
+	while (!atomic_compare_exchange_weak_explicit(
+	    &t->word, &old, new, memory_order_acq_rel, memory_order_relaxed));
+	if (old & ST_LOCK_WAITERS)
+		token_wake_lock_waiter(t);
+	return (uint32_t)(new >> 32);
 }
 
 #define CFD_NAME_MAX 4096
@@ -221,23 +264,24 @@ static inline void token_write_fd(struct cfd_token *t)
 static inline uint32_t token_set_triggered(struct cfd_token *t, unsigned reason,
 					   unsigned signo, bool want_lock)
 {
-	uint32_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
-	uint32_t add = ST_TRIGGERED | ((uint32_t)reason << ST_REASON_SHIFT) |
-		       (((uint32_t)signo << ST_SIGNO_SHIFT) & ST_SIGNO_MASK);
-	uint32_t lock;
+	uint64_t w = atomic_load_explicit(&t->word, memory_order_relaxed);
+	uint64_t add = ST_TRIGGERED | ((uint64_t)reason << ST_REASON_SHIFT) |
+		       (((uint64_t)signo << ST_SIGNO_SHIFT) & ST_SIGNO_MASK);
+	uint64_t lock;
 
 	do {
-		if (s & ST_TRIGGERED)
+		if (w & ST_TRIGGERED)
 			return 0;
-		lock = (want_lock && !(s & ST_LOCKED)) ? ST_LOCKED : 0;
+		lock = (want_lock && !(w & ST_LOCKED)) ? ST_LOCKED : 0;
 	} while (!atomic_compare_exchange_weak_explicit(
-	    &t->state, &s, s | add | lock, memory_order_acq_rel,
+	    &t->word, &w, w | add | lock, memory_order_acq_rel,
 	    memory_order_relaxed));
-	if (s & ST_WAITERS)
-		cfd_futex(&t->state, FUTEX_WAKE_BITSET_PRIVATE, INT_MAX, NULL,
-			  FUTEX_FOR_TRIGGER);
-	return ST_TRIGGERED | lock;
+	if (w & ST_WAITERS)
+		cfd_futex(token_futex_word(t), FUTEX_WAKE_BITSET_PRIVATE,
+			  INT_MAX, NULL, FUTEX_FOR_TRIGGER);
+	return ST_TRIGGERED | (uint32_t)lock;
 }
+
 /* Trigger with a cause and run the fan-out and callbacks.  1 or 0. */
 int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
 		  char *message);
@@ -283,9 +327,10 @@ void listener_unlink(struct listener *n);
  * Put n on t's list unless t has triggered.  Returns 0 when n is listed,
  * 1 when t has triggered and n is not listed (the caller handles it as
  * "already triggered"), 2 when t triggered meanwhile and its fan-out has
- * taken n (a registration it queued).
+ * taken n (a registration it queued).  add (0 or REF_ONE) is a reference
+ * to t taken with its lock, kept whatever the result.
  */
-int listener_add(struct cfd_token *t, struct listener *n);
+int listener_add(struct cfd_token *t, struct listener *n, uint64_t add);
 /* Take a listed registration off its token for running (lock held). */
 void registration_queue(struct fanout *f, struct cfd_registration *reg);
 void callbacks_run(struct cfd_registration *list);

@@ -14,42 +14,44 @@
 
 /* ---- the lock's slow path ---- */
 
-void token_lock_slow(struct cfd_token *t)
+void token_lock_slow(struct cfd_token *t, uint64_t add)
 {
-	uint32_t s;
+	uint64_t w;
 
 	/* Sections are short list edits, except a fan-out walking a long
 	 * list: spin briefly, then sleep. */
 	for (int i = 0; i < 64; i++) {
-		s = atomic_load_explicit(&t->state, memory_order_relaxed);
-		if (!(s & ST_LOCKED) &&
+		w = atomic_load_explicit(&t->word, memory_order_relaxed);
+		if (!(w & ST_LOCKED) &&
 		    atomic_compare_exchange_weak_explicit(
-			&t->state, &s, s | ST_LOCKED, memory_order_acquire,
-			memory_order_relaxed))
+			&t->word, &w, (w + add) | ST_LOCKED,
+			memory_order_acquire, memory_order_relaxed))
 			return;
 		if (i >= 48)
 			sched_yield();
 	}
 	for (;;) {
-		s = atomic_load_explicit(&t->state, memory_order_relaxed);
-		if (!(s & ST_LOCKED)) {
+		w = atomic_load_explicit(&t->word, memory_order_relaxed);
+		if (!(w & ST_LOCKED)) {
 			/* Taken after sleeping: keep LOCK_WAITERS, there may
 			 * be other sleepers (as a futex mutex's state 2). */
 			if (atomic_compare_exchange_weak_explicit(
-				&t->state, &s, s | ST_LOCKED | ST_LOCK_WAITERS,
+				&t->word, &w,
+				(w + add) | ST_LOCKED | ST_LOCK_WAITERS,
 				memory_order_acquire, memory_order_relaxed))
 				return;
 			continue;
 		}
-		if (!(s & ST_LOCK_WAITERS) &&
+		if (!(w & ST_LOCK_WAITERS) &&
 		    !atomic_compare_exchange_weak_explicit(
-			&t->state, &s, s | ST_LOCK_WAITERS,
-			memory_order_relaxed, memory_order_relaxed))
+			&t->word, &w, w | ST_LOCK_WAITERS, memory_order_relaxed,
+			memory_order_relaxed))
 			continue;
-		/* Any change of the word (a trigger, a waiter) wakes this
+		/* Any change of the state (a trigger, a waiter) wakes this
 		 * with EAGAIN: it just looks again. */
-		cfd_futex(&t->state, FUTEX_WAIT_BITSET_PRIVATE,
-			  s | ST_LOCK_WAITERS, NULL, FUTEX_FOR_LOCK);
+		cfd_futex(token_futex_word(t), FUTEX_WAIT_BITSET_PRIVATE,
+			  (uint32_t)(w | ST_LOCK_WAITERS), NULL,
+			  FUTEX_FOR_LOCK);
 	}
 }
 
@@ -117,8 +119,7 @@ struct cfd_token *token_alloc(const char *name, size_t name_len,
 		   1);
 	if (!t)
 		return NULL;
-	atomic_init(&t->state, cfd_generation() << ST_GEN_SHIFT);
-	atomic_init(&t->refs, 1);
+	atomic_init(&t->word, REF_ONE | (cfd_generation() << ST_GEN_SHIFT));
 	atomic_init(&t->fd, -1);
 	t->nparents = (uint32_t)nparents;
 	atomic_init(&t->all_of_pending, 0);
@@ -163,7 +164,8 @@ CFD_EXPORT int cfd_token_new(struct cfd_token **ret, const char *name)
 CFD_EXPORT struct cfd_token *cfd_token_ref(struct cfd_token *tok)
 {
 	if (tok)
-		atomic_fetch_add_explicit(&tok->refs, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&tok->word, REF_ONE,
+					  memory_order_relaxed);
 	return tok;
 }
 
@@ -171,12 +173,12 @@ CFD_EXPORT struct cfd_token *cfd_token_ref(struct cfd_token *tok)
  * fails once the count reached zero (the token is being freed). */
 bool token_try_ref(struct cfd_token *t)
 {
-	uint32_t r = atomic_load_explicit(&t->refs, memory_order_relaxed);
+	uint64_t w = atomic_load_explicit(&t->word, memory_order_relaxed);
 
-	while (r != 0) {
-		if (atomic_compare_exchange_weak_explicit(&t->refs, &r, r + 1,
-							  memory_order_relaxed,
-							  memory_order_relaxed))
+	while (w >> 32) {
+		if (atomic_compare_exchange_weak_explicit(
+			&t->word, &w, w + REF_ONE, memory_order_relaxed,
+			memory_order_relaxed))
 			return true;
 	}
 	return false;
@@ -230,7 +232,9 @@ CFD_EXPORT struct cfd_token *cfd_token_unref(struct cfd_token *tok)
 	 * is close-on-exec), never touch its locks. */
 	if (token_check_process(tok) < 0)
 		return NULL;
-	if (atomic_fetch_sub_explicit(&tok->refs, 1, memory_order_acq_rel) == 1)
+	if ((atomic_fetch_sub_explicit(&tok->word, REF_ONE,
+				       memory_order_acq_rel) >>
+	     32) == 1)
 		token_release(tok);
 	return NULL;
 }
@@ -329,7 +333,6 @@ CFD_EXPORT int cfd_token_check(const struct cfd_token *tok)
 CFD_EXPORT int cfd_token_wait(struct cfd_token *tok, int64_t timeout_ns)
 {
 	struct timespec deadline, *dl = NULL;
-	uint32_t s;
 	int r;
 
 	if (!tok)
@@ -354,20 +357,22 @@ CFD_EXPORT int cfd_token_wait(struct cfd_token *tok, int64_t timeout_ns)
 		}
 	}
 	for (;;) {
-		s = atomic_load_explicit(&tok->state, memory_order_acquire);
-		if (s & ST_TRIGGERED)
+		uint64_t w =
+		    atomic_load_explicit(&tok->word, memory_order_acquire);
+
+		if (w & ST_TRIGGERED)
 			return 0;
-		if (!(s & ST_WAITERS)) {
+		if (!(w & ST_WAITERS)) {
 			if (!atomic_compare_exchange_weak_explicit(
-				&tok->state, &s, s | ST_WAITERS,
+				&tok->word, &w, w | ST_WAITERS,
 				memory_order_acquire, memory_order_relaxed))
 				continue;
-			s |= ST_WAITERS;
+			w |= ST_WAITERS;
 		}
 		/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time.
 		 * Lock traffic on the word only makes it look again. */
-		if (cfd_futex(&tok->state, FUTEX_WAIT_BITSET_PRIVATE, s, dl,
-			      FUTEX_FOR_TRIGGER) < 0 &&
+		if (cfd_futex(token_futex_word(tok), FUTEX_WAIT_BITSET_PRIVATE,
+			      (uint32_t)w, dl, FUTEX_FOR_TRIGGER) < 0 &&
 		    errno == ETIMEDOUT)
 			return (token_state(tok) & ST_TRIGGERED) ? 0
 								 : -ETIMEDOUT;

@@ -740,7 +740,7 @@ CFD_EXPORT int cfd_token_trigger_async_safe(struct cfd_token *tok,
 	token_write_fd(tok);
 	/* The fan-out and the callbacks need locks: hand them to the
 	 * watcher, holding the token until it is done. */
-	atomic_fetch_add_explicit(&tok->refs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&tok->word, REF_ONE, memory_order_relaxed);
 	head = atomic_load(&w->async_head);
 	do
 		tok->work_next = head;
