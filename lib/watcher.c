@@ -107,7 +107,11 @@ CFD_EXPORT int cfd_watcher_new(struct cfd_watcher **ret)
 		goto fail_errno;
 	r = epoll_add(w, w->bell, EPOLLIN, epoll_key(SLOT_BELL, 0));
 	if (r == 0)
-		r = epoll_add(w, w->timerfd, EPOLLIN, epoll_key(SLOT_TIMER, 0));
+		/* Edge-triggered: an expired timerfd need not be read or
+		 * disarmed; it is reported once, and arming it again for the
+		 * next entry resets it. */
+		r = epoll_add(w, w->timerfd, EPOLLIN | EPOLLET,
+			      epoll_key(SLOT_TIMER, 0));
 	if (r < 0)
 		goto fail;
 	*ret = w;
@@ -246,7 +250,8 @@ static void heap_down(struct cfd_watcher *w, uint32_t i)
 
 /* Arm the timerfd for the earliest entry when it moved earlier.  A later
  * earliest entry leaves the timer early: it fires, finds nothing due, and
- * is re-armed, which is cheaper than moving it on every removal. */
+ * is re-armed, which is cheaper than moving it on every removal.
+ * timer_armed is INT64_MIN after a fire, INT64_MAX when disarmed. */
 static void timer_arm(struct cfd_watcher *w, int64_t when)
 {
 	struct itimerspec its = { 0 };
@@ -419,14 +424,17 @@ static void fire_all(struct fire_list *fl)
 	}
 }
 
+/*
+ * Fire what is due, then (timer_rearm) arm the timerfd for the next entry.
+ * The timerfd is never read: re-arming resets it, and with nothing left to
+ * wait for it is left expired (it is edge-triggered in the epoll set).
+ */
 static void dispatch_timers(struct cfd_watcher *w, struct fire_list *fl)
 {
-	int64_t now;
+	int64_t now = cfd_now();
 
-	drain(w->timerfd);
 	pthread_mutex_lock(&w->lock);
-	w->timer_armed = INT64_MAX; /* it fired */
-	now = cfd_now();
+	w->timer_armed = INT64_MIN; /* it fired: must be set again */
 	while (w->heap_len && w->heap[0]->when <= now) {
 		struct cfd_source *src = w->heap[0];
 
@@ -439,8 +447,18 @@ static void dispatch_timers(struct cfd_watcher *w, struct fire_list *fl)
 			watcher_heap_insert(w, src);
 		}
 	}
-	if (w->heap_len)
-		timer_arm(w, w->heap[0]->when);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void timer_rearm(struct cfd_watcher *w)
+{
+	pthread_mutex_lock(&w->lock);
+	if (w->timer_armed == INT64_MIN) {
+		if (w->heap_len)
+			timer_arm(w, w->heap[0]->when);
+		else
+			w->timer_armed = INT64_MAX; /* left expired: no call */
+	}
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -516,20 +534,24 @@ static void dispatch_events(struct cfd_watcher *w, struct epoll_event *ev,
 			    int n)
 {
 	struct fire_list fl = { NULL, &fl.head };
+	bool timers = false;
 
 	for (int i = 0; i < n; i++) {
 		uint32_t slot = (uint32_t)ev[i].data.u64;
 
 		if (slot == SLOT_BELL)
 			dispatch_async(w);
-		else if (slot == SLOT_TIMER)
+		else if (slot == SLOT_TIMER) {
 			dispatch_timers(w, &fl);
-		else if (slot == SLOT_SIGNAL)
+			timers = true;
+		} else if (slot == SLOT_SIGNAL)
 			dispatch_signals(w, &fl);
 		else
 			dispatch_slot(w, ev[i].data.u64, &fl);
 	}
 	fire_all(&fl);
+	if (timers)
+		timer_rearm(w);
 }
 
 CFD_EXPORT int cfd_watcher_dispatch(struct cfd_watcher *w)
