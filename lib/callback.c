@@ -100,6 +100,7 @@ void callbacks_run(struct cfd_registration *list)
 
 	for (reg = list; reg; reg = next) {
 		uint32_t expected = REG_QUEUED, old;
+		bool ours;
 
 		next = reg->run_next;
 		atomic_store_explicit(&reg->running_in, &thread_marker,
@@ -110,13 +111,15 @@ void callbacks_run(struct cfd_registration *list)
 			registration_destroy(reg); /* freed before its turn */
 			continue;
 		}
+		/* Read before DONE is published: from then on a handle's
+		 * owner may free the registration. */
+		ours = reg->flags & (REG_FLOATING | REG_INTERNAL);
 		reg->fn(reg_token(reg), reg->userdata);
 		old = atomic_exchange_explicit(&reg->state, REG_DONE,
 					       memory_order_acq_rel);
 		if (old & REG_WAITER)
 			cfd_futex_wake_all(&reg->state); /* the waiter frees */
-		else if ((old & REG_FREE_REQ) ||
-			 (reg->flags & (REG_FLOATING | REG_INTERNAL)))
+		else if ((old & REG_FREE_REQ) || ours)
 			registration_destroy(reg);
 	}
 }

@@ -405,7 +405,8 @@ CFD_EXPORT int cfd_token_fd(struct cfd_token *tok)
 		token_unlock(tok);
 		return r;
 	}
-	atomic_store_explicit(&tok->fd, fd, memory_order_relaxed);
+	/* Release: a thread that finds the fd uses it after its creation. */
+	atomic_store_explicit(&tok->fd, fd, memory_order_release);
 	/* A trigger that came while we held the lock may have missed the
 	 * fd: the unlock tells.  One that comes later reads the word the
 	 * unlock released, so it sees the fd and writes it. */
