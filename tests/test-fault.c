@@ -458,7 +458,7 @@ START_TEST(test_trigger_and_free_need_no_memory)
 	arm(0, true);
 	r = cfd_token_trigger_msg(t[0], "no memory");
 	for (int i = 0; i < 40; i++) {
-		bad += cfd_token_wait(t[i], CFD_FOREVER) != 0;
+		bad += cfd_token_wait(t[i], 0) != 0; /* no hang if not */
 		bad += cfd_token_check(t[i]) != -ECANCELED;
 		bad += !t_fd_readable(cfd_token_fd(t[i]), 0);
 	}
