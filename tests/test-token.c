@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -452,6 +453,47 @@ START_TEST(test_wait_needs_no_fd)
 	pthread_join(w.th, NULL);
 	ck_assert_int_eq(w.ret, 0);
 	ck_assert_int_eq(t_count_fds(), before);
+	cfd_token_unref(tok);
+}
+END_TEST
+
+/* A signal delivered to the waiter (handler without SA_RESTART) neither
+ * ends the wait early nor stretches its deadline much. */
+static void on_sigusr1(int sig)
+{
+	(void)sig;
+}
+
+START_TEST(test_wait_survives_signals)
+{
+	struct sigaction sa = { .sa_handler = on_sigusr1 };
+	struct cfd_token *tok;
+	struct waiter w[2];
+	int64_t t0;
+
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+	ck_assert_int_eq(cfd_token_new(&tok, "signalled"), 0);
+
+	t0 = t_now_ns();
+	waiter_start(&w[0], tok, CFD_MSEC(300));
+	waiter_start(&w[1], tok, CFD_FOREVER);
+	for (int i = 0; i < 2; i++)
+		waiter_settle(&w[i]);
+	for (int k = 0; k < 5; k++) {
+		for (int i = 0; i < 2; i++)
+			pthread_kill(w[i].th, SIGUSR1);
+		t_thread_sleeping(atomic_load(&w[1].tid), 100);
+	}
+	pthread_join(w[0].th, NULL);
+	ck_assert_int_eq(w[0].ret, -ETIMEDOUT);
+	ck_assert_int_ge(t_now_ns() - t0, CFD_MSEC(300));
+	ck_assert(!cfd_token_triggered(tok));
+	/* the endless one is still waiting, and wakes on the trigger */
+	pthread_kill(w[1].th, SIGUSR1);
+	cfd_token_trigger(tok);
+	pthread_join(w[1].th, NULL);
+	ck_assert_int_eq(w[1].ret, 0);
 	cfd_token_unref(tok);
 }
 END_TEST
@@ -934,6 +976,7 @@ static Suite *token_suite(void)
 	tcase_add_test(tc, test_wait_timeout);
 	tcase_add_test(tc, test_wait_woken_by_other_thread);
 	tcase_add_test(tc, test_wait_needs_no_fd);
+	tcase_add_test(tc, test_wait_survives_signals);
 	tcase_add_test(tc, test_wait_einval);
 	suite_add_tcase(s, tc);
 
