@@ -11,6 +11,8 @@
 #include <check.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
 
 /* Generous bound for "this fd must become readable": never a race. */
 #define T_WAIT_MS 10000
@@ -31,6 +33,63 @@ int t_count_fds(void);
 bool t_fd_readable(int fd, int ms);
 
 int64_t t_now_ns(void);
+
+/* Whether fd is open in this process, and whether it is an eventfd. */
+bool t_fd_is_open(int fd);
+bool t_fd_is_eventfd(int fd);
+/* An eventfd's counter, read from /proc/self/fdinfo without reading (and
+ * so without draining) the fd itself; -1 if it cannot be read. */
+int64_t t_eventfd_count(int fd);
+
+/*
+ * Wait (at most ms milliseconds) until thread `tid` sleeps in the kernel
+ * (state S in /proc).  Used to let a waiter reach its blocking call before
+ * the test wakes it; a test must not depend on it for its verdict, only for
+ * exercising the sleeping path.  Returns whether the thread was seen asleep.
+ */
+bool t_thread_sleeping(pid_t tid, int ms);
+pid_t t_gettid(void);
+
+/*
+ * Fork; run fn(arg) in the child and _exit() with what it returns.  Returns
+ * the child's exit status, or 128 + the signal that killed it.  Flushes
+ * stdio first so that nothing is written twice.
+ */
+int t_in_child(int (*fn)(void *), void *arg);
+
+/* In a t_in_child() function: on failure, say where on stderr and return a
+ * non-zero status (the line number, folded into 1..250). */
+#define T_CHILD_CHECK(cond)                                                 \
+	do {                                                                \
+		if (!(cond)) {                                              \
+			fprintf(stderr, "%s:%d: in the forked child: %s\n", \
+				__FILE__, __LINE__, #cond);                 \
+			return 1 + __LINE__ % 250;                          \
+		}                                                           \
+	} while (0)
+
+/* Sanitizers make everything slower, and ASan's quarantine makes memory
+ * figures meaningless. */
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define T_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define T_TSAN 1
+#endif
+#endif
+#ifndef T_ASAN
+#define T_ASAN 0
+#endif
+#ifndef T_TSAN
+#define T_TSAN 0
+#endif
 
 /* Run one suite: prints Check's summary line, returns the exit status. */
 int t_run_suite(Suite *s);
