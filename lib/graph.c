@@ -243,7 +243,12 @@ CFD_EXPORT int cfd_token_any_of(struct cfd_token **ret, const char *name,
 	return token_any_of(ret, name, len, NULL, toks, n);
 }
 
-/* The parent whose trigger came last: its origin is the all-of's. */
+/*
+ * An all-of whose parents all triggered before it was made: its origin is
+ * that of the parent triggered last, as far as the trigger time tells.
+ * Times come from the coarse clock, so parents triggered within one tick
+ * tie, and the later of them in the array wins.
+ */
 static struct cfd_token *latest_origin(struct cfd_token *const *toks, size_t n)
 {
 	struct cfd_token *best = NULL;
@@ -251,7 +256,7 @@ static struct cfd_token *latest_origin(struct cfd_token *const *toks, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct cfd_token *o = origin_of(toks[i]);
 
-		if (!best || o->time > best->time)
+		if (!best || o->time >= best->time)
 			best = o;
 	}
 	return best;

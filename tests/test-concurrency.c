@@ -32,24 +32,6 @@
 #define ROUNDS(n) (T_TSAN ? ((n) / 2 > 0 ? (n) / 2 : 1) : (n))
 #define NTHREADS 4
 
-/*
- * Two KNOWN BUGS that ThreadSanitizer reports now and then in tests made
- * for something else:
- *  - a cfd_registration_free() from another thread that finds the callback
- *    already done races with the runner's last read of the registration
- *    (see test_free_races_callback_end): it shows wherever a registration
- *    is freed right after it was made while another thread triggers;
- *  - cfd_token_fd() publishes the new fd with a relaxed store (see
- *    test_fd_and_wait_race_trigger): it shows wherever an fd is made while
- *    a parent's trigger reaches the token.
- * Under TSan those frees are deferred until after the trigger and those
- * fds are not made, unless CFD_TEST_KNOWN_BUGS is set; elsewhere they run.
- */
-static bool known_races(void)
-{
-	return !T_TSAN || getenv("CFD_TEST_KNOWN_BUGS");
-}
-
 static struct cfd_token *new_token(const char *name)
 {
 	struct cfd_token *t = NULL;
@@ -170,12 +152,8 @@ END_TEST
 /*
  * ---- the fd, wait and trigger at once ----
  *
- * KNOWN BUG (lib/token.c, cfd_token_fd): the new fd is published with a
- * relaxed store, while a concurrent trigger reads it with an acquire load
- * and writes it: no happens-before from the eventfd's creation to that
- * write, which ThreadSanitizer reports as a race on the fd.  (Benign on
- * x86 in practice; a release store fixes it.)  Under TSan this test runs
- * only with CFD_TEST_KNOWN_BUGS=1.
+ * The new fd is published with a release store: a trigger that finds it
+ * writes it after its creation (ThreadSanitizer checks that edge).
  */
 
 enum { ROLE_TRIGGER, ROLE_FD, ROLE_CHILD_FD, ROLE_WAIT, NROLES };
@@ -291,7 +269,6 @@ struct builder {
 	struct cfd_token *tok[BUILD_N][4];
 	struct slot slot[BUILD_N][3];
 	struct cfd_registration *reg[BUILD_N];
-	struct cfd_registration *later[BUILD_N]; /* see known_races() */
 	struct cfd_token *own; /* a pending token of this thread */
 };
 
@@ -322,10 +299,9 @@ static void *builder_main(void *arg)
 		b->tok[i][1] = ch;
 		b->tok[i][2] = any;
 		b->tok[i][3] = all;
-		if (i % 5 == 0 && known_races())
+		if (i % 5 == 0)
 			cfd_token_fd(c);
-		/* a kept handle; a floating one; one freed at once (see
-		 * known_races) */
+		/* a kept handle; a floating one; one freed at once */
 		if (cfd_token_on_trigger(&b->reg[i], any, cb_slot,
 					 &b->slot[i][0], 0) < 0)
 			abort();
@@ -338,12 +314,8 @@ static void *builder_main(void *arg)
 			if (cfd_token_on_trigger(&r, c, cb_slot, &b->slot[i][2],
 						 0) < 0)
 				abort();
-			if (known_races()) {
-				cfd_registration_free(r);
-				atomic_store(&b->slot[i][2].freed, 1);
-			} else {
-				b->later[i] = r;
-			}
+			cfd_registration_free(r);
+			atomic_store(&b->slot[i][2].freed, 1);
 		}
 		atomic_fetch_add(b->made, 1);
 	}
@@ -395,7 +367,6 @@ START_TEST(test_build_while_triggering)
 	for (int k = 0; k < NTHREADS; k++) {
 		for (int i = BUILD_N - 1; i >= 0; i--) {
 			cfd_registration_free(b[k].reg[i]);
-			cfd_registration_free(b[k].later[i]);
 			for (int j = 3; j >= 0; j--)
 				cfd_token_unref(b[k].tok[i][j]);
 		}
@@ -426,7 +397,7 @@ static void *releaser_main(void *arg)
 
 		if (cfd_token_child(&c, r->root, "brief") < 0)
 			abort();
-		if (i % 4 == 0 && known_races())
+		if (i % 4 == 0)
 			cfd_token_fd(c);
 		if (i % 3 == 0 && cfd_token_child(&gc, c, "briefer") < 0)
 			abort();
@@ -680,7 +651,7 @@ static void *regrace_main(void *arg)
 			abort();
 		r->inline_runs += ret == 1;
 		/* i % 3 == 0: floating */
-		if (i % 3 == 1 && known_races()) {
+		if (i % 3 == 1) {
 			/* free at once: the callback may have run, but
 			 * never after this returns */
 			cfd_registration_free(reg);
@@ -890,13 +861,8 @@ END_TEST
  * callback is about to return, so it finds it running or done.  Either way
  * it must return only once the callback finished, and touch nothing freed.
  *
- * KNOWN BUG (lib/callback.c, callbacks_run): after the runner's exchange
- * to REG_DONE it still reads reg->flags, while a cfd_registration_free()
- * in another thread that saw REG_DONE may already have freed reg.
- * ThreadSanitizer reports it on every run of this test; without TSan it is
- * a rare use after free (a double free when the freed bytes have
- * REG_FLOATING set).  Run with CFD_TEST_KNOWN_BUGS=1 until it is fixed,
- * then move the test into the "callbacks" case.
+ * The runner reads what it needs of the registration before publishing
+ * DONE: from then on its owner may free it (ThreadSanitizer checks it).
  */
 struct endrace {
 	struct cfd_registration *reg;
@@ -1189,12 +1155,7 @@ static Suite *concurrency_suite(void)
 
 	tc = t_tcase_timeout("trigger", 120);
 	tcase_add_test(tc, test_many_triggers_one_winner);
-	if (!T_TSAN || getenv("CFD_TEST_KNOWN_BUGS"))
-		tcase_add_test(tc, test_fd_and_wait_race_trigger);
-	else
-		printf(
-		    "known-bug test not run under TSan (CFD_TEST_KNOWN_BUGS=1 "
-		    "runs it): test_fd_and_wait_race_trigger\n");
+	tcase_add_test(tc, test_fd_and_wait_race_trigger);
 	tcase_add_test(tc, test_overlapping_subtrees);
 	tcase_add_test(tc, test_all_of_parents_at_once);
 	tcase_add_test(tc, test_refs_from_many_threads);
@@ -1209,22 +1170,11 @@ static Suite *concurrency_suite(void)
 	tcase_add_test(tc, test_register_and_free_while_triggering);
 	tcase_add_test(tc, test_free_waits_for_running_callback);
 	tcase_add_test(tc, test_free_queued_from_other_thread);
+	tcase_add_test(tc, test_free_races_callback_end);
 	tcase_add_test(tc, test_callbacks_free_self_and_drop_token);
 	tcase_add_test(tc, test_callbacks_trigger_and_register);
 	suite_add_tcase(s, tc);
 
-	if (getenv("CFD_TEST_KNOWN_BUGS")) {
-		tc = t_tcase_timeout("known-bugs", 120);
-		tcase_add_test(tc, test_free_races_callback_end);
-		suite_add_tcase(s, tc);
-	} else {
-		printf("known-bug tests not run (CFD_TEST_KNOWN_BUGS=1 runs "
-		       "them): test_free_races_callback_end%s\n",
-		       known_races() ? ""
-				     : "; under TSan, frees right after "
-				       "registering are deferred and fds made "
-				       "during a trigger are not made");
-	}
 	return s;
 }
 
