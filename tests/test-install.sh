@@ -3,7 +3,7 @@
 # `cc app.c $(pkg-config --cflags --libs cancelfd)` and runs; the shared
 # library exports exactly the symbols of the version script, no more.
 set -euo pipefail
-build=$1 src=$2 meson=$3
+build=$1 src=$2 meson=$3 sanitize=${4:-none}
 dest=$(mktemp -d)
 trap 'rm -rf "$dest"' EXIT
 
@@ -40,6 +40,8 @@ int main(void)
 }
 APP
 cc=${CC:-cc}
+# A library built with a sanitizer needs its runtime first in the program.
+[ "$sanitize" = none ] || cc="$cc -fsanitize=$sanitize"
 # shellcheck disable=SC2046
 # cancelfd.h needs nothing beyond strict C11.
 $cc -std=c11 -Wall -Wextra -Werror "$dest/app.c" -o "$dest/app" \
