@@ -140,14 +140,12 @@ struct cfd_scope {
 /* ---- the running wait (uring-wait.c) ---- */
 
 struct wait_op {
-	int32_t res;
-	uint32_t flags;
 	uint32_t seq;	    /* order of its first CQE */
-	uint8_t seen;	    /* a CQE arrived */
+	uint8_t seen;	    /* a CQE arrived (its result is in results[]) */
 	uint8_t done;	    /* its last CQE arrived */
 	uint8_t cancelling; /* a cancel of ours is in flight */
-	uint8_t hit;	    /* a cancel of ours found it (0 or -EALREADY) */
 	uint8_t asked;	    /* a cancel of ours was issued */
+	uint8_t hit;	    /* a cancel of ours found it (0 or -EALREADY) */
 	uint8_t missed;	    /* the last cancel found nothing (-ENOENT) */
 	uint8_t linked;	    /* it has IOSQE_IO_LINK / IO_HARDLINK */
 };
@@ -156,11 +154,13 @@ struct wait {
 	uint32_t gen;
 	unsigned nops;
 	struct wait_op *ops;
-	unsigned inflight; /* ops whose last CQE has not arrived */
-	unsigned cancels;  /* cancel CQEs still to come */
+	struct cfd_op_result *results; /* the caller's, filled as CQEs come */
+	unsigned inflight;	       /* ops whose last CQE has not arrived */
+	unsigned cancels;	       /* cancel CQEs still to come */
 	unsigned seq;
-	bool any_seen; /* some op posted a CQE */
-	bool expired;  /* the ring timer found the deadline passed */
+	int first, last; /* ops whose first CQE came first, and last */
+	bool asked_any;	 /* some cancel was issued */
+	bool expired;	 /* the ring timer found the deadline passed */
 	bool has_deadline;
 	int64_t deadline;
 };
@@ -186,6 +186,7 @@ struct cfd_uring {
 	uint32_t *buckets;
 	uint32_t nbuckets, hcount;
 	uint32_t idle_head, idle_tail, nidle;
+	uint32_t last_watch; /* the watch found last: waits reuse tokens */
 
 	/* the ring timer */
 	bool timer_armed;
@@ -223,13 +224,64 @@ int cu_dispatch(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
 int cu_backlog_push(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
 		    uint64_t user_data, int kind);
 int cu_reap(struct cfd_uring *cu);
-uint32_t cu_next_gen(struct cfd_uring *cu);
+int cu_reap_one(struct cfd_uring *cu, const struct io_uring_cqe *cqe);
 
-int watch_get(struct cfd_uring *cu, struct cfd_token *tok, uint32_t *idx);
-void watch_put(struct cfd_uring *cu, uint32_t idx);
-int watch_ensure_armed(struct cfd_uring *cu, uint32_t idx, bool may_submit);
+static inline uint32_t cu_next_gen(struct cfd_uring *cu)
+{
+	return ++cu->gen & UD_GEN_MASK;
+}
 
-void timer_want(struct cfd_uring *cu, int64_t deadline);
+int watch_get_slow(struct cfd_uring *cu, struct cfd_token *tok, uint32_t *idx);
+void watch_put_slow(struct cfd_uring *cu, uint32_t idx);
+int watch_arm(struct cfd_uring *cu, uint32_t idx, bool may_submit);
+void timer_set(struct cfd_uring *cu, int64_t deadline);
+
+/* The watch of tok, with one more user (made if needed, not armed).  A
+ * ring mostly sees the same token again: that case is a compare. */
+static inline int watch_get(struct cfd_uring *cu, struct cfd_token *tok,
+			    uint32_t *idx)
+{
+	uint32_t last = cu->last_watch;
+
+	if (last != NIL && cu->watches[last].tok == tok) {
+		cu->watches[last].users++;
+		*idx = last;
+		return 0;
+	}
+	return watch_get_slow(cu, tok, idx);
+}
+
+/* One user fewer; a watch left idle stays armed (see watch_put_slow()). */
+static inline void watch_put(struct cfd_uring *cu, uint32_t idx)
+{
+	struct watch *w = &cu->watches[idx];
+
+	/* still in use, or idle already at the end of the idle list */
+	if (w->users > 1 || (w->idle && cu->idle_tail == idx && w->armed &&
+			     !w->fired && !cfd_token_triggered(w->tok))) {
+		w->users--;
+		return;
+	}
+	watch_put_slow(cu, idx);
+}
+
+/* Queue the watch's multishot poll unless it is in flight or the token has
+ * been seen triggered.  may_submit: free SQ room by submitting if needed. */
+static inline int watch_ensure_armed(struct cfd_uring *cu, uint32_t idx,
+				     bool may_submit)
+{
+	struct watch *w = &cu->watches[idx];
+
+	return (w->armed || w->fired) ? 0 : watch_arm(cu, idx, may_submit);
+}
+
+/* Make sure the ring timer fires no later than deadline (see timer_set()):
+ * a timer armed for an earlier time is left alone. */
+static inline void timer_want(struct cfd_uring *cu, int64_t deadline)
+{
+	if (!cu->timer_armed || deadline < cu->timer_at)
+		timer_set(cu, deadline);
+}
 
 /* uring-scope.c */
 int scope_op_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
@@ -240,5 +292,35 @@ void scope_destroy(struct cfd_scope *s);
 
 /* uring-wait.c */
 void wait_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe);
+
+/*
+ * An op CQE of the running wait (the wait's reap loop inlines it).  Until
+ * the wait cancels something, every op result is its own: it goes
+ * straight into the caller's array as CFD_OP_COMPLETED.
+ */
+static inline void wait_op_cqe(struct wait *w, uint32_t i,
+			       const struct io_uring_cqe *cqe)
+{
+	struct wait_op *o = &w->ops[i];
+
+	if (o->done)
+		return;
+	if (!o->seen) {
+		struct cfd_op_result *r = &w->results[i];
+
+		o->seen = 1;
+		o->seq = w->seq++;
+		r->res = cqe->res;
+		r->flags = cqe->flags;
+		r->state = CFD_OP_COMPLETED;
+		if (w->first < 0)
+			w->first = (int)i;
+		w->last = (int)i;
+	}
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		o->done = 1;
+		w->inflight--;
+	}
+}
 
 #endif

@@ -37,29 +37,47 @@ void wait_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe)
 
 	if (i >= w->nops)
 		return;
+	if (ud_kind(cqe->user_data) == UD_WAIT_OP) {
+		wait_op_cqe(w, i, cqe);
+		return;
+	}
 	o = &w->ops[i];
-	if (ud_kind(cqe->user_data) == UD_WAIT_CANCEL) {
-		o->cancelling = 0;
-		w->cancels--;
-		if (cqe->res == 0 || cqe->res == -EALREADY)
-			o->hit = 1;
-		else
-			o->missed = 1;
-		return;
+	o->cancelling = 0;
+	w->cancels--;
+	if (cqe->res == 0 || cqe->res == -EALREADY)
+		o->hit = 1;
+	else
+		o->missed = 1;
+}
+
+/*
+ * Consume every CQE the CQ holds now.  The wait's own op CQEs (the bulk)
+ * are recognised by their user_data prefix and handled inline; the rest go
+ * through the dispatcher.
+ */
+static int wait_reap(struct cfd_uring *cu, struct wait *w)
+{
+	const uint64_t base = ud_make(UD_WAIT_OP, w->gen, 0);
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	int r = 0;
+
+	io_uring_for_each_cqe(cu->ring, head, cqe)
+	{
+		uint64_t ud = cqe->user_data;
+
+		if ((ud & ~(uint64_t)UD_IDX_MASK) == base &&
+		    ud_idx(ud) < w->nops) {
+			wait_op_cqe(w, ud_idx(ud), cqe);
+		} else {
+			r = cu_reap_one(cu, cqe);
+			if (r < 0)
+				break;
+		}
+		n++;
 	}
-	if (o->done)
-		return;
-	if (!o->seen) {
-		o->seen = 1;
-		o->res = cqe->res;
-		o->flags = cqe->flags;
-		o->seq = w->seq++;
-		w->any_seen = true;
-	}
-	if (!(cqe->flags & IORING_CQE_F_MORE)) {
-		o->done = 1;
-		w->inflight--;
-	}
+	io_uring_cq_advance(cu->ring, n);
+	return r;
 }
 
 /* Ask the kernel to cancel every op still running that was not asked yet
@@ -82,6 +100,7 @@ static void wait_cancel(struct cfd_uring *cu, struct wait *w, bool retry)
 		sqe->user_data = ud_make(UD_WAIT_CANCEL, w->gen, i);
 		o->cancelling = 1;
 		o->asked = 1;
+		w->asked_any = true;
 		o->missed = 0;
 		w->cancels++;
 		cu->dirty = true;
@@ -102,8 +121,7 @@ static bool wait_needs_retry(const struct wait *w)
 static int wait_decide(const struct wait *w, struct cfd_token *tok,
 		       unsigned flags)
 {
-	if (w->nops &&
-	    ((flags & CFD_WAIT_ALL) ? w->inflight == 0 : w->any_seen))
+	if (w->nops && ((flags & CFD_WAIT_ALL) ? w->inflight == 0 : w->seq))
 		return CFD_WAIT_OP;
 	if (tok && cfd_token_triggered(tok))
 		return CFD_WAIT_TOKEN;
@@ -164,50 +182,44 @@ static void wait_neutralise(struct cfd_uring *cu, unsigned from, unsigned to)
 	}
 }
 
-struct timer_state {
-	bool armed;
-	uint32_t gen;
-	int64_t at;
-	unsigned updates;
-};
-
+/*
+ * Fill in the outcome.  Until the wait cancelled something, every result
+ * is already final (CFD_OP_COMPLETED, in results[]); otherwise each
+ * -ECANCELED/-EINTR is looked at: ours if a cancel of this wait found the
+ * op, or if the op waited in a link behind one this wait cancelled.
+ */
 static void wait_results(const struct wait *w, unsigned flags, int decided,
 			 struct cfd_op_result *results,
 			 struct cfd_wait_result *res)
 {
-	unsigned completed = 0;
-	int op = -1;
+	unsigned completed = w->nops;
+	int op = (flags & CFD_WAIT_ALL) ? w->last : w->first;
 
-	for (unsigned i = 0; i < w->nops; i++) {
-		const struct wait_op *o = &w->ops[i];
-		int state = CFD_OP_COMPLETED;
+	if (w->asked_any) {
+		completed = 0;
+		op = -1;
+		for (unsigned i = 0; i < w->nops; i++) {
+			const struct wait_op *o = &w->ops[i];
+			struct cfd_op_result *r = &results[i];
 
-		if (o->res == -ECANCELED || o->res == -EINTR) {
-			if (o->hit)
-				state = CFD_OP_CANCELLED;
-			else if (i > 0 && w->ops[i - 1].linked &&
-				 results[i - 1].state == CFD_OP_CANCELLED)
-				state = CFD_OP_CANCELLED;
+			if ((r->res == -ECANCELED || r->res == -EINTR) &&
+			    (o->hit ||
+			     (i > 0 && w->ops[i - 1].linked &&
+			      results[i - 1].state == CFD_OP_CANCELLED)))
+				r->state = CFD_OP_CANCELLED;
+			if (r->state != CFD_OP_COMPLETED)
+				continue;
+			completed++;
+			/* first mode: the first to complete; all: the last */
+			if (op < 0 ||
+			    ((flags & CFD_WAIT_ALL) ? o->seq > w->ops[op].seq
+						    : o->seq < w->ops[op].seq))
+				op = (int)i;
 		}
-		results[i].res = o->res;
-		results[i].flags = o->flags;
-		results[i].state = state;
-		if (state != CFD_OP_COMPLETED)
-			continue;
-		completed++;
-		/* first mode: the first to complete; all mode: the last */
-		if (op < 0 ||
-		    ((flags & CFD_WAIT_ALL) ? o->seq > w->ops[op].seq
-					    : o->seq < w->ops[op].seq))
-			op = (int)i;
 	}
-	if (decided != CFD_WAIT_OP) {
-		/* an op that completed together with the cancel wins */
-		bool mode_met = (flags & CFD_WAIT_ALL) ? completed == w->nops
-						       : completed > 0;
-		if (w->nops && mode_met)
-			decided = CFD_WAIT_OP;
-	}
+	if (decided != CFD_WAIT_OP && w->nops &&
+	    ((flags & CFD_WAIT_ALL) ? completed == w->nops : completed > 0))
+		decided = CFD_WAIT_OP; /* completed together with the cancel */
 	res->by = decided;
 	res->completed = completed;
 	res->op = decided == CFD_WAIT_OP ? op : -1;
@@ -217,11 +229,30 @@ static void wait_results(const struct wait *w, unsigned flags, int decided,
 static int wait_return(struct cfd_token *tok, struct cfd_wait_result *res,
 		       struct cfd_wait_result *out)
 {
-	res->reason = tok ? cfd_token_reason(tok) : CFD_REASON_NONE;
-	res->origin = tok ? cfd_token_origin(tok) : NULL;
-	if (out)
+	if (out) {
+		/* the token's state at return, whatever ended the wait */
+		bool fired = tok && cfd_token_triggered(tok);
+
+		res->reason = fired ? cfd_token_reason(tok) : CFD_REASON_NONE;
+		res->origin = fired ? cfd_token_origin(tok) : NULL;
 		*out = *res;
+	}
 	return res->by;
+}
+
+/* Before anything was submitted: every op CFD_OP_NOT_SUBMITTED. */
+static int wait_early(struct cfd_token *tok, unsigned nops,
+		      struct cfd_op_result *results, int by,
+		      struct cfd_wait_result *out)
+{
+	struct cfd_wait_result res = { .by = by, .op = -1 };
+
+	for (unsigned i = 0; i < nops; i++)
+		results[i] =
+		    (struct cfd_op_result){ 0, 0, CFD_OP_NOT_SUBMITTED };
+	if (by < 0)
+		return by;
+	return wait_return(tok, &res, out);
 }
 
 static int wait_prepare_scratch(struct cfd_uring *cu, unsigned nops)
@@ -249,73 +280,109 @@ static int wait_check_args(struct cfd_uring *cu, struct cfd_token *tok,
 		return -EINVAL;
 	if (!cu_check(cu))
 		return -ECHILD;
-	if (tok && cfd_token_check(tok) == -ECHILD)
+	/* A token watched on this ring belongs to this process already. */
+	if (tok &&
+	    !(cu->last_watch != NIL &&
+	      cu->watches[cu->last_watch].tok == tok) &&
+	    cfd_token_check(tok) == -ECHILD)
 		return -ECHILD;
-	/* a skipped success CQE would never arrive to end the op */
-	for (unsigned i = 0; i < nops; i++)
-		if (ops[i].flags & IOSQE_CQE_SKIP_SUCCESS)
-			return -EINVAL;
 	if (cu->wait)
 		return -EDEADLK; /* called from inside a wait on this ring */
 	return 0;
 }
 
-/* Copy the ops into the SQ with the wait's user_data; the caller checked
- * that there is room for all of them, so a link chain is never split
- * across two submits. */
-static void wait_queue_ops(struct cfd_uring *cu, struct wait *w,
-			   const struct io_uring_sqe *ops)
+/*
+ * Copy the ops into the SQ with the wait's user_data; the caller made room
+ * for all of them, so a link chain is never split across two submits.
+ * An op with IOSQE_CQE_SKIP_SUCCESS is refused (-EINVAL): its success
+ * would post no CQE to end it.
+ */
+static int wait_queue_ops(struct cfd_uring *cu, struct wait *w,
+			  const struct io_uring_sqe *ops)
 {
-	bool big = cu->ring->flags & IORING_SETUP_SQE128;
+	struct io_uring_sq *sq = &cu->ring->sq;
+	unsigned shift = (cu->ring->flags & IORING_SETUP_SQE128) ? 1 : 0;
+	unsigned tail = sq->sqe_tail;
 
+	/* Room was made for all of them: address the SQ slots directly. */
 	for (unsigned i = 0; i < w->nops; i++) {
-		struct io_uring_sqe *sqe = io_uring_get_sqe(cu->ring);
+		struct io_uring_sqe *sqe =
+		    &sq->sqes[((tail + i) & sq->ring_mask) << shift];
+		struct wait_op *o = &w->ops[i];
 
+		if (ops[i].flags & IOSQE_CQE_SKIP_SUCCESS)
+			return -EINVAL;
 		memcpy(sqe, &ops[i], sizeof(*sqe));
-		if (big)
+		if (shift)
 			memset(sqe + 1, 0, sizeof(*sqe));
 		sqe->user_data = ud_make(UD_WAIT_OP, w->gen, i);
-		memset(&w->ops[i], 0, sizeof(w->ops[i]));
-		w->ops[i].linked =
+		memset(o, 0, sizeof(*o));
+		o->linked =
 		    !!(ops[i].flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK));
 	}
+	sq->sqe_tail = tail + w->nops;
 	w->inflight = w->nops;
 	cu->dirty = true;
+	return 0;
+}
+
+/* What arming a wait changed, to undo it if nothing gets submitted. */
+struct undo {
+	unsigned sq_from; /* the wait's SQEs start here */
+	uint32_t watch;
+	bool watch_armed;
+	bool timer_armed;
+	uint32_t timer_gen;
+	int64_t timer_at;
+	unsigned timer_updates;
+};
+
+static void undo_save(struct cfd_uring *cu, uint32_t watch, struct undo *u)
+{
+	u->sq_from = cu->ring->sq.sqe_tail;
+	u->watch = watch;
+	u->watch_armed = watch != NIL && cu->watches[watch].armed;
+	u->timer_armed = cu->timer_armed;
+	u->timer_gen = cu->timer_gen;
+	u->timer_at = cu->timer_at;
+	u->timer_updates = cu->timer_updates;
+}
+
+static void undo_state(struct cfd_uring *cu, const struct undo *u)
+{
+	if (u->watch != NIL && !u->watch_armed)
+		cu->watches[u->watch].armed = 0;
+	cu->timer_armed = u->timer_armed;
+	cu->timer_gen = u->timer_gen;
+	cu->timer_at = u->timer_at;
+	cu->timer_updates = u->timer_updates;
 }
 
 /*
  * First submit.  On a transient error, drain the CQ and try again; on a
- * hard one (or too many transient ones), take the wait's SQEs [from, to)
- * back and undo what they would have armed.  io_uring_enter() reports an
- * error only when it consumed nothing; a submit made meanwhile by the
- * dispatcher (re-arming a poll for a scope) may have taken them, which
- * khead shows.
+ * hard one (or too many transient ones), take the wait's SQEs back and undo
+ * what they would have armed.  io_uring_enter() reports an error only when
+ * it consumed nothing, but a submit made meanwhile by the dispatcher
+ * (re-arming a poll for a scope) may have taken them, which khead shows.
  */
-static int wait_first_submit(struct cfd_uring *cu, unsigned from, unsigned to,
-			     uint32_t watch, bool watch_was_armed,
-			     const struct timer_state *ts)
+static int wait_first_submit(struct cfd_uring *cu, struct wait *w,
+			     const struct undo *u)
 {
+	unsigned to = cu->ring->sq.sqe_tail;
 	int r;
 
 	for (int tries = 0; tries < 64; tries++) {
 		r = wait_enter(cu, 0);
 		if (r >= 0)
 			return 0;
-		if (!enter_transient(r))
-			break;
-		if (cu_reap(cu) < 0)
+		if (!enter_transient(r) || wait_reap(cu, w) < 0)
 			break;
 		if ((int)(io_uring_smp_load_acquire(cu->ring->sq.khead) -
-			  from) > 0)
+			  u->sq_from) > 0)
 			return 0;
 	}
-	wait_neutralise(cu, from, to);
-	if (watch != NIL && !watch_was_armed)
-		cu->watches[watch].armed = 0;
-	cu->timer_armed = ts->armed;
-	cu->timer_gen = ts->gen;
-	cu->timer_at = ts->at;
-	cu->timer_updates = ts->updates;
+	wait_neutralise(cu, u->sq_from, to);
+	undo_state(cu, u);
 	return r;
 }
 
@@ -329,12 +396,14 @@ static int wait_run(struct cfd_uring *cu, struct wait *w, struct cfd_token *tok,
 	int r;
 
 	for (;;) {
-		r = cu_reap(cu);
+		r = wait_reap(cu, w);
 		if (r < 0)
 			return r;
 		if (!*decided)
 			*decided = wait_decide(w, tok, flags);
 		if (*decided) {
+			if (!w->inflight && !w->cancels && !cu->timer_updates)
+				return 0;
 			wait_cancel(cu, w, false);
 			if (!w->cancels && wait_needs_retry(w)) {
 				/* Retry at once twice, then give the op's
@@ -350,8 +419,6 @@ static int wait_run(struct cfd_uring *cu, struct wait *w, struct cfd_token *tok,
 					    << (retries < 9 ? retries : 9);
 				}
 			}
-			if (!w->inflight && !w->cancels && !cu->timer_updates)
-				return 0;
 		}
 		r = wait_enter(cu, backoff);
 		if (backoff) {
@@ -363,6 +430,21 @@ static int wait_run(struct cfd_uring *cu, struct wait *w, struct cfd_token *tok,
 	}
 }
 
+/* The absolute deadline, or false when there is none (or it is past the
+ * end of time). */
+static bool wait_deadline(int64_t timeout_ns, unsigned flags, int64_t now,
+			  int64_t *deadline)
+{
+	if (flags & CFD_WAIT_ABS) {
+		*deadline = timeout_ns;
+		return true;
+	}
+	if (timeout_ns < 0 || timeout_ns > INT64_MAX - now)
+		return false;
+	*deadline = now + timeout_ns;
+	return true;
+}
+
 CFD_EXPORT int cfd_uring_wait(struct cfd_uring *cu, struct cfd_token *tok,
 			      const struct io_uring_sqe *ops, unsigned nops,
 			      int64_t timeout_ns, unsigned flags,
@@ -370,89 +452,78 @@ CFD_EXPORT int cfd_uring_wait(struct cfd_uring *cu, struct cfd_token *tok,
 			      struct cfd_wait_result *result)
 {
 	struct cfd_wait_result res = { .op = -1 };
-	struct wait w = { .nops = nops };
-	bool has_deadline = (flags & CFD_WAIT_ABS) || timeout_ns >= 0;
+	struct wait w = { .nops = nops, .results = results, .first = -1 };
 	uint32_t watch = NIL;
-	struct timer_state ts;
-	bool watch_was_armed = false;
-	unsigned need, sq_from;
+	bool submitted = false;
+	struct undo undo;
+	unsigned need;
 	int decided = 0, r;
 
 	r = wait_check_args(cu, tok, ops, nops, flags, results);
 	if (r < 0)
 		return r;
-	if (!nops && !tok && !has_deadline)
+	if (!nops && !tok && timeout_ns < 0 && !(flags & CFD_WAIT_ABS))
 		return -EINVAL; /* it would never end */
-	for (unsigned i = 0; i < nops; i++)
-		results[i] =
-		    (struct cfd_op_result){ 0, 0, CFD_OP_NOT_SUBMITTED };
 
 	/* Before anything is submitted: the token, then the deadline. */
-	if (tok && cfd_token_triggered(tok)) {
-		res.by = CFD_WAIT_TOKEN;
-		return wait_return(tok, &res, result);
-	}
-	if (has_deadline) {
+	if (tok && cfd_token_triggered(tok))
+		return wait_early(tok, nops, results, CFD_WAIT_TOKEN, result);
+	if ((flags & CFD_WAIT_ABS) || timeout_ns >= 0) {
 		int64_t now = cfd_now();
 
-		if (flags & CFD_WAIT_ABS)
-			w.deadline = timeout_ns;
-		else if (timeout_ns <= INT64_MAX - now)
-			w.deadline = now + timeout_ns;
-		else
-			has_deadline = false; /* past the end of time */
-		if (has_deadline && w.deadline <= now) {
-			res.by = CFD_WAIT_TIMEOUT;
-			return wait_return(tok, &res, result);
-		}
+		w.has_deadline =
+		    wait_deadline(timeout_ns, flags, now, &w.deadline);
+		if (w.has_deadline && w.deadline <= now)
+			return wait_early(tok, nops, results, CFD_WAIT_TIMEOUT,
+					  result);
 	}
-	w.has_deadline = has_deadline;
 
 	/* Room for everything in one submit: ops, poll, timer. */
-	need = nops + (tok ? 1 : 0) + (has_deadline ? 1 : 0);
+	need = nops + (tok ? 1 : 0) + (w.has_deadline ? 1 : 0);
 	if (need > cu->ring->sq.ring_entries)
-		return -EINVAL;
+		return wait_early(tok, nops, results, -EINVAL, NULL);
 	if (io_uring_sq_space_left(cu->ring) < need) {
 		r = cu_submit(cu);
+		if (r >= 0 && io_uring_sq_space_left(cu->ring) < need)
+			r = -EBUSY;
 		if (r < 0)
-			return r;
-		if (io_uring_sq_space_left(cu->ring) < need)
-			return -EBUSY;
+			return wait_early(tok, nops, results, r, NULL);
 	}
 	r = wait_prepare_scratch(cu, nops);
-	if (r < 0)
-		return r;
-	if (tok) {
+	if (r == 0 && tok)
 		r = watch_get(cu, tok, &watch);
-		if (r < 0)
-			return r;
-		watch_was_armed = cu->watches[watch].armed;
-	}
+	if (r < 0)
+		return wait_early(tok, nops, results, r, NULL);
 
 	w.gen = cu_next_gen(cu);
 	w.ops = cu->wops;
 	cu->wait = &w;
-	sq_from = cu->ring->sq.sqe_tail;
-	ts = (struct timer_state){ cu->timer_armed, cu->timer_gen, cu->timer_at,
-				   cu->timer_updates };
+	undo_save(cu, watch, &undo);
 	if (tok)
 		watch_ensure_armed(cu, watch, false);
-	if (has_deadline)
+	if (w.has_deadline)
 		timer_want(cu, w.deadline);
-	wait_queue_ops(cu, &w, ops);
-
-	r = wait_first_submit(cu, sq_from, cu->ring->sq.sqe_tail, watch,
-			      watch_was_armed, &ts);
-	if (r == 0)
-		r = wait_run(cu, &w, tok, flags, &decided);
+	r = wait_queue_ops(cu, &w, ops);
+	if (r < 0) {
+		/* nothing was flushed to the kernel yet: take it back */
+		cu->ring->sq.sqe_tail = undo.sq_from;
+		undo_state(cu, &undo);
+	} else {
+		r = wait_first_submit(cu, &w, &undo);
+		submitted = r == 0;
+		if (submitted)
+			r = wait_run(cu, &w, tok, flags, &decided);
+	}
 	cu->wait = NULL;
 	if (watch != NIL) {
 		watch_put(cu, watch);
 		if (cu->dirty)
 			cu_submit(cu);
 	}
+	/* After the ops went in, only a broken ring or a failed allocation
+	 * ends here: results are not filled in, ops may be in flight. */
 	if (r < 0)
-		return r;
+		return submitted ? r : wait_early(tok, nops, results, r, NULL);
 	wait_results(&w, flags, decided, results, &res);
 	return wait_return(tok, &res, result);
 }

@@ -43,11 +43,6 @@ int cu_submit(struct cfd_uring *cu)
 	return r;
 }
 
-uint32_t cu_next_gen(struct cfd_uring *cu)
-{
-	return ++cu->gen & UD_GEN_MASK;
-}
-
 /* ---- life cycle ---- */
 
 static bool probe_ok(struct io_uring *ring)
@@ -94,6 +89,7 @@ CFD_EXPORT int cfd_uring_new(struct cfd_uring **ret, struct io_uring *ring)
 	cu->cqe_size = (ring->flags & IORING_SETUP_CQE32) ? 32 : 16;
 	cu->watch_free = NIL;
 	cu->idle_head = cu->idle_tail = NIL;
+	cu->last_watch = NIL;
 	cu->slot_free = NIL;
 	*ret = cu;
 	return 0;
@@ -172,6 +168,8 @@ static uint32_t hash_ptr(const void *p, uint32_t nbuckets)
 
 static uint32_t watch_lookup(struct cfd_uring *cu, const struct cfd_token *tok)
 {
+	if (cu->last_watch != NIL && cu->watches[cu->last_watch].tok == tok)
+		return cu->last_watch;
 	if (!cu->nbuckets)
 		return NIL;
 	for (uint32_t i = cu->buckets[hash_ptr(tok, cu->nbuckets)]; i != NIL;
@@ -270,11 +268,8 @@ static uint32_t watch_alloc(struct cfd_uring *cu)
 	return cu->nwatches++;
 }
 
-/*
- * The watch of tok on this ring, made if needed, with one more user.  It
- * is not armed here (see watch_ensure_armed()).
- */
-int watch_get(struct cfd_uring *cu, struct cfd_token *tok, uint32_t *ret)
+/* watch_get() when tok is not the last token seen. */
+int watch_get_slow(struct cfd_uring *cu, struct cfd_token *tok, uint32_t *ret)
 {
 	uint32_t idx = watch_lookup(cu, tok);
 	struct watch *w;
@@ -282,10 +277,10 @@ int watch_get(struct cfd_uring *cu, struct cfd_token *tok, uint32_t *ret)
 	int fd;
 
 	if (idx != NIL) {
-		w = &cu->watches[idx];
-		if (w->idle)
-			idle_remove(cu, idx);
-		w->users++;
+		/* An idle watch stays on the idle list while used: the list
+		 * is tidied when it is next put, or when evicting. */
+		cu->watches[idx].users++;
+		cu->last_watch = idx;
 		*ret = idx;
 		return 0;
 	}
@@ -306,21 +301,17 @@ int watch_get(struct cfd_uring *cu, struct cfd_token *tok, uint32_t *ret)
 	w->hnext = cu->buckets[h];
 	cu->buckets[h] = idx;
 	cu->hcount++;
+	cu->last_watch = idx;
 	*ret = idx;
 	return 0;
 }
 
-/*
- * Queue the watch's multishot poll unless it is in flight or the token has
- * been seen triggered.  may_submit: free SQ room by submitting if needed.
- */
-int watch_ensure_armed(struct cfd_uring *cu, uint32_t idx, bool may_submit)
+/* Queue the watch's multishot poll (see watch_ensure_armed()). */
+int watch_arm(struct cfd_uring *cu, uint32_t idx, bool may_submit)
 {
 	struct watch *w = &cu->watches[idx];
 	struct io_uring_sqe *sqe;
 
-	if (w->armed || w->fired)
-		return 0;
 	sqe = may_submit ? cu_get_sqe(cu) : io_uring_get_sqe(cu->ring);
 	if (!sqe)
 		return -EBUSY;
@@ -355,6 +346,8 @@ static void watch_free(struct cfd_uring *cu, uint32_t idx)
 	}
 	if (w->idle)
 		idle_remove(cu, idx);
+	if (cu->last_watch == idx)
+		cu->last_watch = NIL;
 	hash_remove(cu, idx);
 	cfd_token_unref(w->tok);
 	w->tok = NULL;
@@ -364,10 +357,13 @@ static void watch_free(struct cfd_uring *cu, uint32_t idx)
 
 /*
  * One user fewer.  A watch nobody uses stays armed (idle) so that the next
- * wait on the same token needs no poll of its own; the oldest idle watch
- * goes when there are too many, and a fired one goes at once.
+ * wait on the same token needs no poll of its own; the least recently used
+ * idle watch goes when there are too many, and a fired one goes at once.
+ * The idle list may hold watches that are in use again (watch_get() leaves
+ * them there, so that a wait costs no list edits): they move to its end
+ * when put, and leave it when met during an eviction.
  */
-void watch_put(struct cfd_uring *cu, uint32_t idx)
+void watch_put_slow(struct cfd_uring *cu, uint32_t idx)
 {
 	struct watch *w = &cu->watches[idx];
 
@@ -377,36 +373,34 @@ void watch_put(struct cfd_uring *cu, uint32_t idx)
 		watch_free(cu, idx);
 		return;
 	}
+	if (w->idle && cu->idle_tail == idx)
+		return; /* most recently used already */
+	if (w->idle)
+		idle_remove(cu, idx);
 	idle_push(cu, idx);
-	if (cu->nidle > WATCH_IDLE_MAX)
-		watch_free(cu, cu->idle_head);
+	while (cu->nidle > WATCH_IDLE_MAX) {
+		uint32_t old = cu->idle_head;
+
+		if (cu->watches[old].users)
+			idle_remove(cu, old);
+		else
+			watch_free(cu, old);
+	}
 }
 
-/* The token was seen triggered: cancel the ops of every scope on it. */
+/*
+ * The token was seen triggered: cancel the ops of every scope on it.  The
+ * poll has nothing left to say (a token triggers once), but removing it
+ * now would put a second request in the submit that carries the cancels
+ * and delay them; it goes when the watch's last user does.
+ */
 static void watch_fire(struct cfd_uring *cu, uint32_t idx)
 {
-	struct watch *w = &cu->watches[idx];
-
-	w->fired = 1;
-	for (struct cfd_scope *s = w->scopes; s; s = s->wnext)
+	cu->watches[idx].fired = 1;
+	for (struct cfd_scope *s = cu->watches[idx].scopes; s; s = s->wnext)
 		scope_cancel_ops(cu, s);
-	/* The token cannot trigger twice: the poll has nothing left to
-	 * say.  Its removal comes after the cancels, which matter more. */
-	w = &cu->watches[idx];
-	if (w->users == 0) {
+	if (cu->watches[idx].users == 0)
 		watch_free(cu, idx);
-	} else if (w->armed) {
-		struct io_uring_sqe *sqe = cu_get_sqe(cu);
-
-		if (sqe) {
-			io_uring_prep_poll_remove(
-			    sqe, ud_make(UD_POLL, w->gen, idx));
-			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-			sqe->user_data = ud_make(UD_POLL_REMOVE, w->gen, idx);
-			cu->dirty = true;
-			w->armed = 0;
-		}
-	}
 }
 
 /*
@@ -429,6 +423,8 @@ static void watch_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe)
 		return; /* an earlier poll of this slot */
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		w->armed = 0;
+	if (w->fired)
+		return;
 	if (cfd_token_triggered(w->tok)) {
 		watch_fire(cu, idx);
 		return;
@@ -464,13 +460,10 @@ static void ts_from_ns(struct __kernel_timespec *ts, int64_t ns)
  * than moving it for every wait.  Only a new earliest deadline moves it,
  * with IORING_TIMEOUT_UPDATE in the same submit as the wait's ops.
  */
-void timer_want(struct cfd_uring *cu, int64_t deadline)
+void timer_set(struct cfd_uring *cu, int64_t deadline)
 {
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe *sqe = cu_get_sqe(cu);
 
-	if (cu->timer_armed && deadline >= cu->timer_at)
-		return;
-	sqe = cu_get_sqe(cu);
 	if (!sqe)
 		return;
 	if (!cu->timer_armed) {
@@ -631,11 +624,26 @@ CFD_EXPORT int cfd_uring_backlog(struct cfd_uring *cu, struct io_uring_cqe *out)
 }
 
 /*
- * Consume every CQE the CQ holds now: the library's are processed, the
- * others go to the backlog (scope ops with their bookkeeping done and the
- * caller's user_data restored).  Room is reserved before a CQE is
+ * One CQE reaped by a wait: the library's are processed, the others go to
+ * the backlog (scope ops with their bookkeeping done and the caller's
+ * user_data restored).  Room is reserved before a CQE that may need it is
  * dispatched, so that none is processed and then lost.
  */
+int cu_reap_one(struct cfd_uring *cu, const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = cqe->user_data;
+	int kind;
+
+	if ((!ud_is_own(ud) || ud_kind(ud) == UD_SCOPE_OP) &&
+	    backlog_reserve(cu) < 0)
+		return -ENOMEM;
+	kind = cu_dispatch(cu, cqe, &ud);
+	if (kind != CFD_CQE_OWN)
+		cu_backlog_push(cu, cqe, ud, kind);
+	return 0;
+}
+
+/* Consume every CQE the CQ holds now. */
 int cu_reap(struct cfd_uring *cu)
 {
 	struct io_uring_cqe *cqe;
@@ -644,16 +652,9 @@ int cu_reap(struct cfd_uring *cu)
 
 	io_uring_for_each_cqe(cu->ring, head, cqe)
 	{
-		uint64_t ud;
-		int kind;
-
-		if (backlog_reserve(cu) < 0) {
-			r = -ENOMEM;
+		r = cu_reap_one(cu, cqe);
+		if (r < 0)
 			break;
-		}
-		kind = cu_dispatch(cu, cqe, &ud);
-		if (kind != CFD_CQE_OWN)
-			cu_backlog_push(cu, cqe, ud, kind);
 		n++;
 	}
 	io_uring_cq_advance(cu->ring, n);
