@@ -1363,6 +1363,279 @@ START_TEST(test_poll_cancelled_from_outside)
 }
 END_TEST
 
+/* ---- more race and resource paths ---- */
+
+struct wrong_thread {
+	struct fx *f;
+	struct cfd_token *tok;
+	struct io_uring_sqe op;
+	struct cfd_op_result res[1];
+	int r;
+};
+
+static void *wrong_thread_main(void *arg)
+{
+	struct wrong_thread *wt = arg;
+
+	wt->r = cfd_uring_wait(wt->f->cu, wt->tok, &wt->op, 1, CFD_SEC(10), 0,
+			       wt->res, NULL);
+	return NULL;
+}
+
+/*
+ * The kernel refuses the submit (a SINGLE_ISSUER ring entered from another
+ * thread: -EEXIST): nothing of the wait runs, its SQEs are taken back, and
+ * the poll it would have armed is armed by the next wait instead.
+ */
+START_TEST(test_submit_refused)
+{
+	struct cfd_op_result res[1];
+	struct wrong_thread wt;
+	struct actor a;
+	pthread_t th;
+	int p[2];
+	char b;
+	struct fx f;
+
+	if (!fx_open(&f, RING_DEFER, 8, 0))
+		return;
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	memset(&wt, 0, sizeof(wt));
+	wt.f = &f;
+	ck_assert_int_eq(cfd_token_new(&wt.tok, "refused"), 0);
+	wt.op = sqe_read(p[0], &b, 1);
+	ck_assert_int_eq(pthread_create(&th, NULL, wrong_thread_main, &wt), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_eq(wt.r, -EEXIST);
+	ck_assert_int_eq(wt.res[0].state, CFD_OP_NOT_SUBMITTED);
+	/* the owner: the same token works, the taken-back SQEs ran as
+	 * NOPs that post nothing */
+	actor_start(&a, &f.ring, ACT_TRIGGER, wt.tok, NULL);
+	ck_assert_int_eq(
+	    cfd_uring_wait(f.cu, wt.tok, &wt.op, 1, CFD_SEC(10), 0, res, NULL),
+	    CFD_WAIT_TOKEN);
+	actor_join(&a);
+	ck_assert_int_eq(res[0].state, CFD_OP_CANCELLED);
+	cfd_token_unref(wt.tok);
+	close(p[0]), close(p[1]);
+	fx_close(&f);
+}
+END_TEST
+
+/* The caller left the SQ full: the wait submits those first (their CQEs
+ * come back through the backlog). */
+START_TEST(test_sq_full_at_entry)
+{
+	struct cfd_op_result res[1];
+	struct io_uring_sqe op, *sqe;
+	struct io_uring_cqe cqe;
+	int p[2], n = 0;
+	char b;
+	struct fx f;
+
+	if (!fx_open(&f, KIND, 4, 0))
+		return;
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	while ((sqe = io_uring_get_sqe(&f.ring))) {
+		io_uring_prep_nop(sqe);
+		sqe->user_data = 70 + n++;
+	}
+	fill_pipe(p[1]);
+	op = sqe_read(p[0], &b, 1);
+	ck_assert_int_eq(
+	    cfd_uring_wait(f.cu, NULL, &op, 1, CFD_SEC(10), 0, res, NULL),
+	    CFD_WAIT_OP);
+	ck_assert_int_eq(res[0].res, 1);
+	for (int i = 0; i < n; i++) {
+		ck_assert_int_eq(cfd_uring_backlog(f.cu, &cqe), CFD_CQE_OP);
+		ck_assert_uint_eq(cqe.user_data, 70 + i);
+	}
+	close(p[0]), close(p[1]);
+	fx_close(&f);
+}
+END_TEST
+
+/*
+ * One of the wait's own ops is an ASYNC_CANCEL(ANY | ALL): it cancels the
+ * other op (its result, not the wait's doing), the token's poll and the
+ * ring timer.  The library re-arms what it still needs; the next waits on
+ * the same token and deadline machinery work.
+ */
+START_TEST(test_cancel_any_inside_wait)
+{
+	struct cfd_op_result res[2];
+	struct cfd_wait_result wr;
+	struct io_uring_sqe ops[2];
+	struct cfd_token *tok;
+	struct target t;
+	struct actor a;
+	int p[2];
+	char b;
+	struct fx f;
+
+	if (!fx_open(&f, KIND, 8, 0))
+		return;
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	ck_assert_int_eq(cfd_token_new(&tok, "any"), 0);
+	/* arm the token's poll and the timer first */
+	fill_pipe(p[1]);
+	ops[0] = sqe_read(p[0], &b, 1);
+	ck_assert_int_eq(
+	    cfd_uring_wait(f.cu, tok, ops, 1, CFD_SEC(10), 0, res, NULL),
+	    CFD_WAIT_OP);
+	ops[0] = sqe_read(p[0], &b, 1);
+	memset(&ops[1], 0, sizeof(ops[1]));
+	io_uring_prep_cancel64(
+	    &ops[1], 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, ops, 2, CFD_SEC(10),
+					CFD_WAIT_ALL, res, &wr),
+			 CFD_WAIT_OP);
+	ck_assert_int_eq(res[0].state, CFD_OP_COMPLETED);
+	ck_assert_int_eq(res[0].res, -ECANCELED);
+	ck_assert_int_ge(res[1].res, 1);
+
+	/* the deadline still works... */
+	target_open(&t, T_PIPE);
+	memset(&ops[0], 0, sizeof(ops[0]));
+	target_prep(&t, &ops[0]);
+	ck_assert_int_eq(
+	    cfd_uring_wait(f.cu, tok, ops, 1, CFD_MSEC(5), 0, res, NULL),
+	    CFD_WAIT_TIMEOUT);
+	/* ...and so does the token */
+	actor_start(&a, &f.ring, ACT_TRIGGER, tok, NULL);
+	ck_assert_int_eq(
+	    cfd_uring_wait(f.cu, tok, ops, 1, CFD_SEC(10), 0, res, NULL),
+	    CFD_WAIT_TOKEN);
+	actor_join(&a);
+	ck_assert_int_eq(res[0].state, CFD_OP_CANCELLED);
+	target_close(&t, -1);
+	cfd_token_unref(tok);
+	close(p[0]), close(p[1]);
+	fx_close(&f);
+}
+END_TEST
+
+/* Two scopes on one token share its poll; one goes, the other still
+ * cancels. */
+START_TEST(test_scopes_share_token)
+{
+	struct cfd_scope *s1, *s2;
+	struct cfd_token *tok;
+	struct seen got[2];
+	int p[2];
+	char b[2];
+	struct fx f;
+
+	if (!fx_open(&f, KIND, 8, 0))
+		return;
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	ck_assert_int_eq(cfd_token_new(&tok, "shared"), 0);
+	ck_assert_int_eq(cfd_scope_new(&s1, f.cu, tok), 0);
+	ck_assert_int_eq(cfd_scope_new(&s2, f.cu, tok), 0);
+	scope_read(&f, s2, p[0], &b[1], 2, 0);
+	io_uring_submit(&f.ring);
+	s1 = cfd_scope_unref(s1);
+	cfd_token_trigger(tok);
+	got[0] = expect_one(&f);
+	ck_assert_uint_eq(got[0].ud, 2);
+	ck_assert_int_eq(got[0].kind, CFD_CQE_OP_CANCELLED);
+	cfd_scope_unref(s2);
+	cfd_token_unref(tok);
+	close(p[0]), close(p[1]);
+	fx_close(&f);
+}
+END_TEST
+
+/* Many ops in one wait: the first completes, the rest are cancelled in
+ * batches bigger than the SQ; then all cancelled by the token. */
+START_TEST(test_many_ops)
+{
+	enum { N = 200 };
+	static struct io_uring_sqe ops[N];
+	static struct cfd_op_result res[N];
+	struct cfd_wait_result wr;
+	struct cfd_token *tok;
+	struct actor a;
+	int p[2], q[2];
+	char b[N];
+	struct fx f;
+
+	if (!fx_open(&f, KIND, 256, 0))
+		return;
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
+	ck_assert_int_eq(cfd_token_new(&tok, "many"), 0);
+	for (int i = 0; i < N; i++)
+		ops[i] = sqe_read(p[0], &b[i], 1);
+	ops[N / 2] = sqe_read(q[0], &b[N / 2], 1);
+	fill_pipe(q[1]);
+	/* 199 cancels in one batch (nops <= SQ size - 2, so they fit) */
+	ck_assert_int_eq(
+	    cfd_uring_wait(f.cu, tok, ops, N, CFD_SEC(10), 0, res, &wr),
+	    CFD_WAIT_OP);
+	ck_assert_int_eq(wr.op, N / 2);
+	ck_assert_uint_eq(wr.completed, 1);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(res[i].state, i == N / 2 ? CFD_OP_COMPLETED
+							  : CFD_OP_CANCELLED);
+	actor_start(&a, &f.ring, ACT_TRIGGER, tok, NULL);
+	ck_assert_int_eq(
+	    cfd_uring_wait(f.cu, tok, ops, N, -1, CFD_WAIT_ALL, res, &wr),
+	    CFD_WAIT_TOKEN);
+	actor_join(&a);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(res[i].state, CFD_OP_CANCELLED);
+	cfd_token_unref(tok);
+	close(p[0]), close(p[1]), close(q[0]), close(q[1]);
+	fx_close(&f);
+}
+END_TEST
+
+/* The wait's own CQEs overflow the CQ (the caller's NOPs fill it first):
+ * every result arrives, the NOPs come back in order. */
+START_TEST(test_wait_overflow)
+{
+	enum { N = 30, NNOP = 40 };
+	struct io_uring_sqe ops[N], *sqe;
+	struct cfd_op_result res[N];
+	struct cfd_wait_result wr;
+	struct io_uring_cqe cqe;
+	int p[2];
+	char b[N];
+	struct fx f;
+
+	if (!fx_open(&f, KIND, 32, 32))
+		return;
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	for (int i = 0; i < NNOP; i++) {
+		sqe = io_uring_get_sqe(&f.ring);
+		if (!sqe) {
+			io_uring_submit(&f.ring);
+			sqe = io_uring_get_sqe(&f.ring);
+		}
+		io_uring_prep_nop(sqe);
+		sqe->user_data = 300 + i;
+	}
+	io_uring_submit(&f.ring);
+	for (int i = 0; i < N; i++) {
+		fill_pipe(p[1]);
+		ops[i] = sqe_read(p[0], &b[i], 1);
+	}
+	ck_assert_int_eq(cfd_uring_wait(f.cu, NULL, ops, N, CFD_SEC(10),
+					CFD_WAIT_ALL, res, &wr),
+			 CFD_WAIT_OP);
+	ck_assert_uint_eq(wr.completed, N);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(res[i].res, 1);
+	for (int i = 0; i < NNOP; i++) {
+		ck_assert_int_eq(cfd_uring_backlog(f.cu, &cqe), CFD_CQE_OP);
+		ck_assert_uint_eq(cqe.user_data, 300 + i);
+	}
+	close(p[0]), close(p[1]);
+	fx_close(&f);
+}
+END_TEST
+
 /* ---- bad input, fork, unsupported rings ---- */
 
 START_TEST(test_einval)
@@ -1571,6 +1844,15 @@ static Suite *uring_suite(void)
 
 	tc = t_tcase_timeout("scope-10000", 240);
 	tcase_add_loop_test(tc, test_scope_10000, 0, NRING_KINDS);
+	suite_add_tcase(s, tc);
+
+	tc = t_tcase("paths");
+	tcase_add_test(tc, test_submit_refused);
+	tcase_add_loop_test(tc, test_sq_full_at_entry, 0, NRING_KINDS);
+	tcase_add_loop_test(tc, test_cancel_any_inside_wait, 0, NRING_KINDS);
+	tcase_add_loop_test(tc, test_scopes_share_token, 0, NRING_KINDS);
+	tcase_add_loop_test(tc, test_many_ops, 0, NRING_KINDS);
+	tcase_add_loop_test(tc, test_wait_overflow, 0, NRING_KINDS);
 	suite_add_tcase(s, tc);
 
 	tc = t_tcase("errors");
