@@ -291,12 +291,13 @@ void target_close(struct target *t, int32_t res)
 
 /* ---- the helper thread ---- */
 
-volatile sig_atomic_t t_sigusr1_seen;
+_Atomic int t_sigusr1_seen;
 
 static void on_sigusr1(int sig)
 {
 	(void)sig;
-	t_sigusr1_seen = 1; /* async-signal-safe: a flag, nothing else */
+	/* async-signal-safe: a lock-free atomic store, nothing else */
+	atomic_store(&t_sigusr1_seen, 1);
 }
 
 void t_install_sigusr1(void)

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 
 #include "helpers.h"
 
@@ -125,7 +126,7 @@ void actor_start_fn(struct actor *a, struct io_uring *ring,
 void actor_join(struct actor *a);
 
 /* Set by the SIGUSR1 handler the suite installs. */
-extern volatile sig_atomic_t t_sigusr1_seen;
+extern _Atomic int t_sigusr1_seen; /* lock-free: signal-safe */
 void t_install_sigusr1(void);
 
 /* io_uring itself unusable here (-ENOSYS, -EPERM): the suite skips. */
