@@ -326,36 +326,57 @@ static int wait_queue_ops(struct cfd_uring *cu, struct wait *w,
 	return 0;
 }
 
-/* What arming a wait changed, to undo it if nothing gets submitted. */
+/*
+ * What arming a wait did, to undo it if nothing gets submitted: the poll
+ * it armed, the timer it armed or moved.  Only what the wait's own SQEs
+ * would have done is undone: a reap in between may have re-armed the timer
+ * (the old one fired) with an SQE that is not the wait's, and that stays.
+ */
 struct undo {
 	unsigned sq_from; /* the wait's SQEs start here */
 	uint32_t watch;
-	bool watch_armed;
-	bool timer_armed;
-	uint32_t timer_gen;
-	int64_t timer_at;
-	unsigned timer_updates;
+	bool poll_was_armed;
+	uint32_t poll_gen; /* after arming */
+	bool timer_was_armed;
+	bool timer_moved;	/* the wait queued an update */
+	unsigned timer_updates; /* before */
+	int64_t timer_at;	/* before */
+	uint32_t timer_gen;	/* after arming */
 };
 
-static void undo_save(struct cfd_uring *cu, uint32_t watch, struct undo *u)
+static void undo_before(struct cfd_uring *cu, uint32_t watch, struct undo *u)
 {
+	memset(u, 0, sizeof(*u));
 	u->sq_from = cu->ring->sq.sqe_tail;
 	u->watch = watch;
-	u->watch_armed = watch != NIL && cu->watches[watch].armed;
-	u->timer_armed = cu->timer_armed;
-	u->timer_gen = cu->timer_gen;
+	u->poll_was_armed = watch != NIL && cu->watches[watch].armed;
+	u->timer_was_armed = cu->timer_armed;
 	u->timer_at = cu->timer_at;
 	u->timer_updates = cu->timer_updates;
 }
 
+static void undo_after(struct cfd_uring *cu, struct undo *u)
+{
+	if (u->watch != NIL)
+		u->poll_gen = cu->watches[u->watch].gen;
+	u->timer_gen = cu->timer_gen;
+	u->timer_moved = cu->timer_updates > u->timer_updates;
+}
+
 static void undo_state(struct cfd_uring *cu, const struct undo *u)
 {
-	if (u->watch != NIL && !u->watch_armed)
-		cu->watches[u->watch].armed = 0;
-	cu->timer_armed = u->timer_armed;
-	cu->timer_gen = u->timer_gen;
-	cu->timer_at = u->timer_at;
-	cu->timer_updates = u->timer_updates;
+	struct watch *w = u->watch != NIL ? &cu->watches[u->watch] : NULL;
+
+	if (w && !u->poll_was_armed && w->armed && w->gen == u->poll_gen)
+		w->armed = 0;
+	if (u->timer_moved && cu->timer_updates)
+		cu->timer_updates--; /* that update will post nothing */
+	if (cu->timer_gen != u->timer_gen)
+		return; /* re-armed meanwhile, by an SQE of its own */
+	if (!u->timer_was_armed)
+		cu->timer_armed = false;
+	else if (u->timer_moved)
+		cu->timer_at = u->timer_at;
 }
 
 /*
@@ -498,11 +519,12 @@ CFD_EXPORT int cfd_uring_wait(struct cfd_uring *cu, struct cfd_token *tok,
 	w.gen = cu_next_gen(cu);
 	w.ops = cu->wops;
 	cu->wait = &w;
-	undo_save(cu, watch, &undo);
+	undo_before(cu, watch, &undo);
 	if (tok)
 		watch_ensure_armed(cu, watch, false);
 	if (w.has_deadline)
 		timer_want(cu, w.deadline);
+	undo_after(cu, &undo);
 	r = wait_queue_ops(cu, &w, ops);
 	if (r < 0) {
 		/* nothing was flushed to the kernel yet: take it back */

@@ -454,6 +454,98 @@ START_TEST(test_link_chains)
 }
 END_TEST
 
+/*
+ * Decided TOKEN, then an op completes by itself: a hard link runs the
+ * successor after the head's cancel, and it reads its byte.  Its result is
+ * kept; in first-completed mode the wait returns CFD_WAIT_OP (with the
+ * token's reason beside it), in all mode CFD_WAIT_TOKEN with completed 1.
+ */
+START_TEST(test_completed_after_cancel_wins)
+{
+	struct cfd_op_result res[2];
+	struct cfd_wait_result wr;
+	struct io_uring_sqe ops[2];
+	struct cfd_token *tok;
+	struct actor a;
+	int p[2], q[2];
+	char b[2];
+	struct fx f;
+
+	if (!fx_open(&f, KIND, 8, 0))
+		return;
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
+	for (int all = 0; all < 2; all++) {
+		ck_assert_int_eq(cfd_token_new(&tok, "after"), 0);
+		fill_pipe(q[1]);
+		ops[0] = sqe_read(p[0], &b[0], 1);
+		ops[0].flags |= IOSQE_IO_HARDLINK;
+		ops[1] = sqe_read(q[0], &b[1], 1);
+		actor_start(&a, &f.ring, ACT_TRIGGER, tok, NULL);
+		ck_assert_int_eq(cfd_uring_wait(f.cu, tok, ops, 2, -1,
+						all ? CFD_WAIT_ALL : 0, res,
+						&wr),
+				 all ? CFD_WAIT_TOKEN : CFD_WAIT_OP);
+		actor_join(&a);
+		ck_assert_int_eq(res[0].state, CFD_OP_CANCELLED);
+		ck_assert_int_eq(res[1].state, CFD_OP_COMPLETED);
+		ck_assert_int_eq(res[1].res, 1);
+		ck_assert_uint_eq(wr.completed, 1);
+		ck_assert_int_eq(wr.op, all ? -1 : 1);
+		ck_assert_int_eq(wr.reason, CFD_REASON_MANUAL);
+		cfd_token_unref(tok);
+	}
+	close(p[0]), close(p[1]), close(q[0]), close(q[1]);
+	fx_close(&f);
+}
+END_TEST
+
+/*
+ * The wait cancels some ops while another was cancelled by someone else
+ * (an ASYNC_CANCEL on its fd, one of the ops): only the wait's are
+ * CFD_OP_CANCELLED; the other's -ECANCELED is its own result.
+ */
+START_TEST(test_outside_and_own_cancel_together)
+{
+	struct cfd_op_result res[3];
+	struct cfd_wait_result wr;
+	struct io_uring_sqe ops[3];
+	struct cfd_token *tok;
+	struct actor a;
+	int p[2], q[2];
+	char b[2];
+	struct fx f;
+
+	if (!fx_open(&f, KIND, 8, 0))
+		return;
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
+	for (int all = 0; all < 2; all++) {
+		ck_assert_int_eq(cfd_token_new(&tok, "both"), 0);
+		ops[0] = sqe_read(p[0], &b[0], 1);
+		ops[1] = sqe_read(q[0], &b[1], 1);
+		memset(&ops[2], 0, sizeof(ops[2]));
+		io_uring_prep_cancel_fd(&ops[2], q[0], 0);
+		if (all)
+			actor_start(&a, &f.ring, ACT_TRIGGER, tok, NULL);
+		ck_assert_int_eq(cfd_uring_wait(f.cu, tok, ops, 3, CFD_SEC(10),
+						all ? CFD_WAIT_ALL : 0, res,
+						&wr),
+				 all ? CFD_WAIT_TOKEN : CFD_WAIT_OP);
+		if (all)
+			actor_join(&a);
+		ck_assert_int_eq(res[0].state, CFD_OP_CANCELLED);
+		ck_assert_int_eq(res[1].state, CFD_OP_COMPLETED);
+		ck_assert_int_eq(res[1].res, -ECANCELED);
+		ck_assert_int_eq(res[2].state, CFD_OP_COMPLETED);
+		ck_assert_uint_eq(wr.completed, 2);
+		cfd_token_unref(tok);
+	}
+	close(p[0]), close(p[1]), close(q[0]), close(q[1]);
+	fx_close(&f);
+}
+END_TEST
+
 START_TEST(test_zero_ops)
 {
 	struct cfd_wait_result wr;
@@ -867,6 +959,61 @@ START_TEST(test_scope_basic)
 
 	cfd_scope_unref(s);
 	cfd_token_unref(tok);
+	close(p[0]), close(p[1]), close(q[0]), close(q[1]);
+	fx_close(&f);
+}
+END_TEST
+
+/* A scope op that someone else cancels is CFD_CQE_OP with -ECANCELED: the
+ * scope did not cancel it.  Likewise a shielded op behind a cancelled one
+ * in a link chain (io_uring fails the chain). */
+START_TEST(test_scope_outside_cancel)
+{
+	struct io_uring_sqe *sqe;
+	struct cfd_scope *s;
+	struct seen got[4];
+	int p[2], q[2], n;
+	char b[2];
+	struct fx f;
+
+	if (!fx_open(&f, KIND, 8, 0))
+		return;
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
+	ck_assert_int_eq(cfd_scope_new(&s, f.cu, NULL), 0);
+	scope_read(&f, s, p[0], &b[0], 1, 0);
+	io_uring_submit(&f.ring);
+	sqe = io_uring_get_sqe(&f.ring);
+	io_uring_prep_cancel_fd(sqe, p[0], 0);
+	sqe->user_data = 9;
+	io_uring_submit(&f.ring);
+	n = fx_loop(&f, got, 4, 2, T_WAIT_MS, NULL);
+	ck_assert_int_eq(n, 2);
+	for (int i = 0; i < n; i++) {
+		ck_assert_int_eq(got[i].kind, CFD_CQE_OP);
+		if (got[i].ud == 1)
+			ck_assert_int_eq(got[i].res, -ECANCELED);
+		else
+			ck_assert_uint_eq(got[i].ud, 9);
+	}
+	/* a chain: unshielded head, shielded tail */
+	sqe = io_uring_get_sqe(&f.ring);
+	io_uring_prep_read(sqe, p[0], &b[0], 1, 0);
+	sqe->flags |= IOSQE_IO_LINK;
+	sqe->user_data = 2;
+	ck_assert_int_eq(cfd_scope_add(s, sqe, 0), 0);
+	scope_read(&f, s, q[0], &b[1], 3, CFD_SCOPE_SHIELD);
+	io_uring_submit(&f.ring);
+	cfd_scope_cancel(s);
+	n = fx_loop(&f, got, 4, 2, T_WAIT_MS, NULL);
+	ck_assert_int_eq(n, 2);
+	for (int i = 0; i < n; i++) {
+		ck_assert_int_eq(got[i].res, -ECANCELED);
+		ck_assert_int_eq(got[i].kind, got[i].ud == 2
+						  ? CFD_CQE_OP_CANCELLED
+						  : CFD_CQE_OP);
+	}
+	cfd_scope_unref(s);
 	close(p[0]), close(p[1]), close(q[0]), close(q[1]);
 	fx_close(&f);
 }
@@ -1370,6 +1517,7 @@ struct wrong_thread {
 	struct cfd_token *tok;
 	struct io_uring_sqe op;
 	struct cfd_op_result res[1];
+	int64_t timeout;
 	int r;
 };
 
@@ -1377,22 +1525,36 @@ static void *wrong_thread_main(void *arg)
 {
 	struct wrong_thread *wt = arg;
 
-	wt->r = cfd_uring_wait(wt->f->cu, wt->tok, &wt->op, 1, CFD_SEC(10), 0,
+	wt->r = cfd_uring_wait(wt->f->cu, wt->tok, &wt->op, 1, wt->timeout, 0,
 			       wt->res, NULL);
 	return NULL;
+}
+
+static void refused_wait(struct wrong_thread *wt, int64_t timeout)
+{
+	pthread_t th;
+
+	wt->timeout = timeout;
+	ck_assert_int_eq(pthread_create(&th, NULL, wrong_thread_main, wt), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_eq(wt->r, -EEXIST);
+	ck_assert_int_eq(wt->res[0].state, CFD_OP_NOT_SUBMITTED);
 }
 
 /*
  * The kernel refuses the submit (a SINGLE_ISSUER ring entered from another
  * thread: -EEXIST): nothing of the wait runs, its SQEs are taken back, and
- * the poll it would have armed is armed by the next wait instead.
+ * what they would have armed (the token's poll, the timer, or a move of
+ * the timer) is undone, so that the owner's next waits arm them for real.
  */
 START_TEST(test_submit_refused)
 {
 	struct cfd_op_result res[1];
 	struct wrong_thread wt;
+	struct io_uring_sqe op;
+	struct target t;
 	struct actor a;
-	pthread_t th;
+	int64_t t0;
 	int p[2];
 	char b;
 	struct fx f;
@@ -1400,16 +1562,20 @@ START_TEST(test_submit_refused)
 	if (!fx_open(&f, RING_DEFER, 8, 0))
 		return;
 	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	target_open(&t, T_PIPE);
 	memset(&wt, 0, sizeof(wt));
 	wt.f = &f;
 	ck_assert_int_eq(cfd_token_new(&wt.tok, "refused"), 0);
 	wt.op = sqe_read(p[0], &b, 1);
-	ck_assert_int_eq(pthread_create(&th, NULL, wrong_thread_main, &wt), 0);
-	ck_assert_int_eq(pthread_join(th, NULL), 0);
-	ck_assert_int_eq(wt.r, -EEXIST);
-	ck_assert_int_eq(wt.res[0].state, CFD_OP_NOT_SUBMITTED);
-	/* the owner: the same token works, the taken-back SQEs ran as
-	 * NOPs that post nothing */
+
+	/* the poll and the timer it would have armed: armed for real by the
+	 * owner's waits (a deadline must end the second one) */
+	refused_wait(&wt, CFD_SEC(10));
+	memset(&op, 0, sizeof(op));
+	target_prep(&t, &op);
+	ck_assert_int_eq(
+	    cfd_uring_wait(f.cu, wt.tok, &op, 1, CFD_MSEC(5), 0, res, NULL),
+	    CFD_WAIT_TIMEOUT);
 	actor_start(&a, &f.ring, ACT_TRIGGER, wt.tok, NULL);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, wt.tok, &wt.op, 1, CFD_SEC(10), 0, res, NULL),
@@ -1417,6 +1583,23 @@ START_TEST(test_submit_refused)
 	actor_join(&a);
 	ck_assert_int_eq(res[0].state, CFD_OP_CANCELLED);
 	cfd_token_unref(wt.tok);
+
+	/* a move of the timer it would have made: the timer is at +10 s;
+	 * the refused wait would move it to +5 ms; the owner's +20 ms wait
+	 * must move it itself (or it would wait 10 s) */
+	wt.tok = NULL;
+	fill_pipe(p[1]);
+	ck_assert_int_eq(
+	    cfd_uring_wait(f.cu, NULL, &wt.op, 1, CFD_SEC(10), 0, res, NULL),
+	    CFD_WAIT_OP);
+	refused_wait(&wt, CFD_MSEC(5));
+	t0 = t_now_ns();
+	ck_assert_int_eq(
+	    cfd_uring_wait(f.cu, NULL, &op, 1, CFD_MSEC(20), 0, res, NULL),
+	    CFD_WAIT_TIMEOUT);
+	ck_assert_int_lt(t_now_ns() - t0, CFD_SEC(5));
+
+	target_close(&t, -1);
 	close(p[0]), close(p[1]);
 	fx_close(&f);
 }
@@ -1816,6 +1999,10 @@ static Suite *uring_suite(void)
 			    NRING_KINDS);
 	tcase_add_loop_test(tc, test_all_mode, 0, NRING_KINDS);
 	tcase_add_loop_test(tc, test_link_chains, 0, NRING_KINDS);
+	tcase_add_loop_test(tc, test_completed_after_cancel_wins, 0,
+			    NRING_KINDS);
+	tcase_add_loop_test(tc, test_outside_and_own_cancel_together, 0,
+			    NRING_KINDS);
 	tcase_add_loop_test(tc, test_zero_ops, 0, NRING_KINDS);
 	tcase_add_loop_test(tc, test_decided_before_submit, 0, NRING_KINDS);
 	tcase_add_loop_test(tc, test_op_error_is_op, 0, NRING_KINDS);
@@ -1831,6 +2018,7 @@ static Suite *uring_suite(void)
 
 	tc = t_tcase("scope");
 	tcase_add_loop_test(tc, test_scope_basic, 0, NRING_KINDS);
+	tcase_add_loop_test(tc, test_scope_outside_cancel, 0, NRING_KINDS);
 	tcase_add_loop_test(tc, test_scope_targets_from_thread, 0, NRING_KINDS);
 	tcase_add_loop_test(tc, test_scope_nested, 0, NRING_KINDS);
 	tcase_add_loop_test(tc, test_scope_shield, 0, NRING_KINDS);
