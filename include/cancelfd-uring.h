@@ -92,6 +92,13 @@ struct cfd_wait_result {
 	struct cfd_token *origin; /* the token's origin (borrowed) or NULL */
 };
 
+/*
+ * tok may be NULL (a deadline only); timeout_ns < 0 is no deadline, unless
+ * CFD_WAIT_ABS; nops may be 0 (wait for the token or the deadline);
+ * results (one per op) may be NULL only with nops 0; result may be NULL.
+ * A token already triggered (then a deadline already passed) returns
+ * before anything is submitted.  See cfd_uring_wait(3).
+ */
 int cfd_uring_wait(struct cfd_uring *cu, struct cfd_token *tok,
 		   const struct io_uring_sqe *ops, unsigned nops,
 		   int64_t timeout_ns, unsigned flags,
@@ -115,6 +122,8 @@ int cfd_uring_backlog(struct cfd_uring *cu, struct io_uring_cqe *out);
 /* cfd_scope_add() flags */
 #define CFD_SCOPE_SHIELD (1u << 0) /* not cancelled with the scope */
 
+/* tok NULL: a new token of the scope's own (cfd_scope_cancel() triggers it).
+ * A scope released with ops in flight keeps tracking them until reaped. */
 int cfd_scope_new(struct cfd_scope **ret, struct cfd_uring *cu,
 		  struct cfd_token *tok);
 struct cfd_scope *cfd_scope_ref(struct cfd_scope *scope);
