@@ -37,9 +37,23 @@ struct cfd_scope;
 
 /*
  * user_data values whose top 16 bits are CFD_URING_UDATA_TAG are the
- * library's; the caller's own ops must not use them.
+ * library's; the caller's own ops must not use them.  cfd_uring_cqe()
+ * recognises them; CFD_URING_UDATA_IS_OWN() does too without a cfd_uring
+ * (for CQEs that arrive after it was released).
  */
 #define CFD_URING_UDATA_TAG 0xcfd0u
+#define CFD_URING_UDATA_IS_OWN(ud) \
+	((uint16_t)((uint64_t)(ud) >> 48) == CFD_URING_UDATA_TAG)
+
+/*
+ * Threads: every call below is made from the thread that drives the ring
+ * (the ring's only submitter), except cfd_scope_cancel() and
+ * cfd_scope_token(), which touch only the token.  Any thread may trigger
+ * a token.  Calls that may submit the SQ (submitting the caller's prepared
+ * SQEs with the library's): cfd_uring_wait(), cfd_uring_cqe(),
+ * cfd_scope_new(), cfd_scope_unref(), cfd_uring_unref(); cfd_scope_add()
+ * never submits.  Release the cfd_uring before io_uring_queue_exit().
+ */
 
 int cfd_uring_new(struct cfd_uring **ret, struct io_uring *ring);
 struct cfd_uring *cfd_uring_ref(struct cfd_uring *cu);
@@ -60,9 +74,8 @@ void cfd_uring_unrefp(struct cfd_uring **cup);
 /* What happened to one op of a wait */
 #define CFD_OP_NOT_SUBMITTED 0 /* never reached the kernel */
 #define CFD_OP_COMPLETED 1     /* ended by itself: res is its own result */
-#define CFD_OP_CANCELLED \
-	2 /* cancelled by this wait (res -ECANCELED,
-				  -EINTR, or ...) */
+/* cancelled by this wait: res is -ECANCELED or -EINTR */
+#define CFD_OP_CANCELLED 2
 
 struct cfd_op_result {
 	int32_t res;	/* the op's CQE res */
@@ -79,13 +92,29 @@ struct cfd_wait_result {
 	struct cfd_token *origin; /* the token's origin (borrowed) or NULL */
 };
 
+/*
+ * tok may be NULL (a deadline only); timeout_ns < 0 is no deadline, unless
+ * CFD_WAIT_ABS; nops may be 0 (wait for the token or the deadline);
+ * results (one per op) may be NULL only with nops 0; result may be NULL.
+ * A token already triggered (then a deadline already passed) returns
+ * before anything is submitted.  See cfd_uring_wait(3).
+ */
 int cfd_uring_wait(struct cfd_uring *cu, struct cfd_token *tok,
 		   const struct io_uring_sqe *ops, unsigned nops,
 		   int64_t timeout_ns, unsigned flags,
 		   struct cfd_op_result *results,
 		   struct cfd_wait_result *result);
 
-/* CQEs of other ops reaped while a wait ran, handed back in order. */
+/* The most ops one cfd_uring_wait() takes (also: nops + 2 <= SQ size). */
+#define CFD_URING_WAIT_MAX 4096u
+
+/*
+ * CQEs of other ops reaped while a wait ran, handed back in order, one per
+ * call: returns CFD_CQE_OP or CFD_CQE_OP_CANCELLED as cfd_uring_cqe() would
+ * (scope bookkeeping already done, out->user_data is the caller's value),
+ * or -EAGAIN when the backlog is empty.  On a ring with 32-byte CQEs, out
+ * must have room for one.
+ */
 int cfd_uring_backlog(struct cfd_uring *cu, struct io_uring_cqe *out);
 
 /* ---- scopes ---- */
@@ -93,6 +122,8 @@ int cfd_uring_backlog(struct cfd_uring *cu, struct io_uring_cqe *out);
 /* cfd_scope_add() flags */
 #define CFD_SCOPE_SHIELD (1u << 0) /* not cancelled with the scope */
 
+/* tok NULL: a new token of the scope's own (cfd_scope_cancel() triggers it).
+ * A scope released with ops in flight keeps tracking them until reaped. */
 int cfd_scope_new(struct cfd_scope **ret, struct cfd_uring *cu,
 		  struct cfd_token *tok);
 struct cfd_scope *cfd_scope_ref(struct cfd_scope *scope);

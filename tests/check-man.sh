@@ -169,11 +169,15 @@ synopsis_decls() {
 	     in_syn && /^\.fi/ { nf = 0; next }
 	     in_syn && nf && /^\.(B|BI|BR|I|IR|RB|RI) / { sub(/^\.[A-Z]+ /, ""); print }' "$1" |
 		sed -e 's/"//g' | unescape |
-		grep -v -e '^#include' -e '^#define [A-Za-z0-9_]*('
+		grep -v -e '^#include' -e '^#define [A-Za-z0-9_]*(' |
+		# A struct layout shown in a SYNOPSIS cannot be declared again
+		# after the header (C11): its fields are checked by the
+		# examples that use them.
+		awk '/^ *struct [a-z_0-9]+ *\{ *$/ { skip = 1 } !skip { print } skip && /^ *\}; *$/ { skip = 0 }'
 }
 
 ccflags=(-std=c11 -Wall -Wextra -Werror -pthread -I"$incdir")
-ldflags=("$libso" -Wl,-rpath,"$(cd "$(dirname "$libso")" && pwd)")
+ldflags=("$libso" -Wl,-rpath,"$(cd "$(dirname "$libso")" && pwd)" -luring)
 if [ -n "$sanitize" ] && [ "$sanitize" != none ]; then
 	ccflags+=(-fsanitize="$sanitize")
 fi
@@ -187,11 +191,16 @@ for p in "${pages[@]}"; do
 		decls=$(synopsis_decls "$mandir/$p")
 		src=$work/$base-synopsis.c
 		{
-			echo '#include <cancelfd.h>'
+			# Against the header the page names.
+			if grep -q 'cancelfd-uring\.h' "$mandir/$p"; then
+				echo '#include <cancelfd-uring.h>'
+			else
+				echo '#include <cancelfd.h>'
+			fi
 			echo "$decls"
 		} >"$src"
 		if ! out=$("${cc[@]}" "${ccflags[@]}" -c -o /dev/null "$src" 2>&1); then
-			fail "$p: SYNOPSIS does not match <cancelfd.h>:"$'\n'"$out"
+			fail "$p: SYNOPSIS does not match its header:"$'\n'"$out"
 		fi
 		for n in $(name_section "$mandir/$p"); do
 			grep -qE "(^|[^A-Za-z0-9_])$n *\(" <<<"$decls" ||

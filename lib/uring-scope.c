@@ -1,0 +1,433 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Scopes: a token bound to a ring.  An op added to a scope is tracked in a
+ * slot of the ring's table (its SQE carries the slot's user_data, the
+ * caller's own value is kept in the slot); when the token's watch sees the
+ * token triggered, every unshielded op still pending gets an ASYNC_CANCEL.
+ * Each op reaches the caller's loop once, through cfd_uring_cqe(), with the
+ * caller's user_data: CFD_CQE_OP_CANCELLED when it ended -ECANCELED or
+ * -EINTR after its scope asked to cancel it, CFD_CQE_OP otherwise (its own
+ * result, a real error included, is never turned into a cancel).
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+
+#include "uring-internal.h"
+
+/* ---- op slots ---- */
+
+static uint32_t slot_alloc(struct cfd_uring *cu)
+{
+	uint32_t idx = cu->slot_free;
+
+	if (idx != NIL) {
+		cu->slot_free = cu->slots[idx].next;
+		return idx;
+	}
+	if ((cu->nslots & (cu->nslots - 1)) == 0) {
+		uint32_t cap = cu->nslots ? cu->nslots * 2 : 64;
+		struct op_slot *n;
+
+		if (cap > UD_IDX_MAX + 1u)
+			return NIL;
+		n = realloc(cu->slots, cap * sizeof(*n));
+		if (!n)
+			return NIL;
+		cu->slots = n;
+	}
+	cu->slots[cu->nslots].gen = 0;
+	return cu->nslots++;
+}
+
+static void slot_unlink(struct cfd_uring *cu, uint32_t idx)
+{
+	struct op_slot *o = &cu->slots[idx];
+
+	if (o->prev != NIL)
+		cu->slots[o->prev].next = o->next;
+	else
+		o->scope->ops = o->next;
+	if (o->next != NIL)
+		cu->slots[o->next].prev = o->prev;
+	o->scope = NULL;
+	o->next = cu->slot_free;
+	cu->slot_free = idx;
+}
+
+/* ---- cancelling ---- */
+
+/* The last SQE queued and not yet submitted links to the next one: an SQE
+ * of ours placed now would join the caller's chain. */
+static bool sq_tail_linked(const struct io_uring *ring)
+{
+	const struct io_uring_sq *sq = &ring->sq;
+	unsigned shift = (ring->flags & IORING_SETUP_SQE128) ? 1 : 0;
+	const struct io_uring_sqe *last;
+
+	if (sq->sqe_tail == sq->sqe_head)
+		return false;
+	last = &sq->sqes[((sq->sqe_tail - 1) & sq->ring_mask) << shift];
+	return last->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK);
+}
+
+/*
+ * Queue an ASYNC_CANCEL for op slot idx.  Skip-success: a cancel that
+ * found its op posts nothing (the op reports -ECANCELED itself); one that
+ * found nothing (-ENOENT: the op completed) posts a CQE the dispatcher
+ * ignores.  The slot's generation in the target keeps a late cancel from
+ * hitting a later op in the same slot.
+ */
+static bool queue_cancel(struct cfd_uring *cu, uint32_t idx, bool may_submit)
+{
+	struct op_slot *o = &cu->slots[idx];
+	struct io_uring_sqe *sqe;
+
+	if (sq_tail_linked(cu->ring))
+		return false;
+	sqe = may_submit ? cu_get_sqe(cu) : io_uring_get_sqe(cu->ring);
+	if (!sqe)
+		return false;
+	io_uring_prep_cancel64(sqe, ud_make(UD_SCOPE_OP, o->gen, idx), 0);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	sqe->user_data = ud_make(UD_SCOPE_CANCEL, o->gen, idx);
+	cu->dirty = true;
+	return true;
+}
+
+/* Cancel every unshielded op of s not yet asked to, and those owed. */
+void scope_cancel_ops(struct cfd_uring *cu, struct cfd_scope *s)
+{
+	s->owed = false;
+	for (uint32_t i = s->ops; i != NIL; i = cu->slots[i].next) {
+		struct op_slot *o = &cu->slots[i];
+
+		if (o->flags & SLOT_SHIELD)
+			continue;
+		if ((o->flags & SLOT_CANCELLED) && !(o->flags & SLOT_OWED))
+			continue;
+		o->flags |= SLOT_CANCELLED;
+		if (queue_cancel(cu, i, true)) {
+			o->flags &= ~SLOT_OWED;
+		} else {
+			o->flags |= SLOT_OWED;
+			s->owed = cu->owed = true;
+		}
+	}
+}
+
+/* Issue the cancels that found no free SQE (or no safe place) earlier. */
+void scopes_flush_owed(struct cfd_uring *cu, bool may_submit)
+{
+	bool still = false;
+
+	for (struct cfd_scope *s = cu->scopes; s; s = s->next) {
+		if (!s->owed)
+			continue;
+		s->owed = false;
+		for (uint32_t i = s->ops; i != NIL; i = cu->slots[i].next) {
+			struct op_slot *o = &cu->slots[i];
+
+			if (!(o->flags & SLOT_OWED))
+				continue;
+			if (queue_cancel(cu, i, may_submit))
+				o->flags &= ~SLOT_OWED;
+			else
+				s->owed = true;
+		}
+		still |= s->owed;
+	}
+	cu->owed = still;
+}
+
+/* ---- a scope op's CQE ---- */
+
+int scope_op_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
+		 uint64_t *user_data)
+{
+	uint32_t idx = ud_idx(cqe->user_data);
+	struct cfd_scope *s;
+	struct op_slot *o;
+	int kind = CFD_CQE_OP;
+
+	if (idx >= cu->nslots)
+		return CFD_CQE_OWN;
+	o = &cu->slots[idx];
+	if (!o->scope || o->gen != ud_gen(cqe->user_data))
+		return CFD_CQE_OWN; /* forgotten with its cfd_uring */
+	*user_data = o->user_data;
+	/* -ECANCELED or -EINTR is the scope's doing only if the scope asked;
+	 * otherwise something else cancelled the op, and that is its own
+	 * result (a link predecessor failed, an outside ASYNC_CANCEL). */
+	if ((cqe->res == -ECANCELED || cqe->res == -EINTR) &&
+	    (o->flags & SLOT_CANCELLED))
+		kind = CFD_CQE_OP_CANCELLED;
+	if (cqe->flags & IORING_CQE_F_MORE)
+		return kind; /* a multishot op goes on */
+	s = o->scope;
+	slot_unlink(cu, idx);
+	s->pending--;
+	if (s->detached && !s->pending)
+		scope_destroy(s);
+	return kind;
+}
+
+/* ---- life cycle ---- */
+
+static void watch_unlink_scope(struct cfd_uring *cu, struct cfd_scope *s)
+{
+	struct watch *w = &cu->watches[s->watch];
+
+	if (s->wprev)
+		s->wprev->wnext = s->wnext;
+	else
+		w->scopes = s->wnext;
+	if (s->wnext)
+		s->wnext->wprev = s->wprev;
+	watch_put(cu, s->watch);
+	s->watch = NIL;
+}
+
+static void links_free(struct cfd_scope *s)
+{
+	struct scope_link *l, *next;
+
+	for (l = s->links; l; l = next) {
+		next = l->next;
+		cfd_registration_free(l->reg);
+		cfd_token_unref(l->target);
+		free(l);
+	}
+	s->links = NULL;
+}
+
+/*
+ * Free a scope that nobody references and whose ops are all reaped, or
+ * whose ring binding goes away (its ops are then forgotten).
+ */
+void scope_destroy(struct cfd_scope *s)
+{
+	struct cfd_uring *cu = s->cu;
+
+	for (uint32_t i = s->ops; i != NIL;) {
+		uint32_t next = cu->slots[i].next;
+
+		slot_unlink(cu, i);
+		i = next;
+	}
+	if (s->watch != NIL)
+		watch_unlink_scope(cu, s);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		cu->scopes = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	links_free(s);
+	cfd_token_unref(s->tok);
+	free(s);
+}
+
+CFD_EXPORT int cfd_scope_new(struct cfd_scope **ret, struct cfd_uring *cu,
+			     struct cfd_token *tok)
+{
+	struct cfd_scope *s;
+	int r;
+
+	if (!ret || !cu)
+		return -EINVAL;
+	if (!cu_check(cu))
+		return -ECHILD;
+	if (tok) {
+		r = cfd_token_check(tok);
+		if (r < 0 && r != -ECANCELED)
+			return r;
+		cfd_token_ref(tok);
+	} else {
+		r = cfd_token_new(&tok, "scope");
+		if (r < 0)
+			return r;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		cfd_token_unref(tok);
+		return -ENOMEM;
+	}
+	atomic_init(&s->refs, 1);
+	s->cu = cu;
+	s->tok = tok;
+	s->watch = NIL;
+	s->ops = NIL;
+	/* A token that already triggered needs no watch: its ops are
+	 * cancelled as they are added. */
+	if (!cfd_token_triggered(tok)) {
+		r = watch_get(cu, tok, &s->watch);
+		if (r == 0)
+			r = watch_ensure_armed(cu, s->watch, true);
+		if (r < 0) {
+			if (s->watch != NIL)
+				watch_put(cu, s->watch);
+			cfd_token_unref(tok);
+			free(s);
+			return r;
+		}
+		s->wnext = cu->watches[s->watch].scopes;
+		if (s->wnext)
+			s->wnext->wprev = s;
+		cu->watches[s->watch].scopes = s;
+	}
+	s->next = cu->scopes;
+	if (s->next)
+		s->next->prev = s;
+	cu->scopes = s;
+	cfd_uring_ref(cu);
+	*ret = s;
+	return 0;
+}
+
+CFD_EXPORT struct cfd_scope *cfd_scope_ref(struct cfd_scope *scope)
+{
+	if (scope)
+		atomic_fetch_add_explicit(&scope->refs, 1,
+					  memory_order_relaxed);
+	return scope;
+}
+
+/*
+ * The last reference: a scope with ops in flight lives on, detached, until
+ * they are reaped (its token still cancels them); the ring binding frees
+ * it if it goes first.
+ */
+CFD_EXPORT struct cfd_scope *cfd_scope_unref(struct cfd_scope *scope)
+{
+	struct cfd_uring *cu;
+
+	if (!scope)
+		return NULL;
+	cu = scope->cu;
+	if (!cu_check(cu))
+		return NULL;
+	if (atomic_fetch_sub_explicit(&scope->refs, 1, memory_order_acq_rel) !=
+	    1)
+		return NULL;
+	links_free(scope);
+	if (scope->pending) {
+		scope->detached = true;
+	} else {
+		scope_destroy(scope);
+		/* a watch removed by the scope's going: tell the kernel */
+		if (cu->dirty)
+			cu_submit(cu);
+	}
+	cfd_uring_unref(cu);
+	return NULL;
+}
+
+CFD_EXPORT void cfd_scope_unrefp(struct cfd_scope **scopep)
+{
+	if (scopep)
+		*scopep = cfd_scope_unref(*scopep);
+}
+
+CFD_EXPORT struct cfd_token *cfd_scope_token(struct cfd_scope *scope)
+{
+	return scope ? scope->tok : NULL;
+}
+
+CFD_EXPORT int cfd_scope_add(struct cfd_scope *scope, struct io_uring_sqe *sqe,
+			     unsigned flags)
+{
+	struct cfd_uring *cu;
+	struct op_slot *o;
+	uint32_t idx;
+
+	if (!scope || !sqe || (flags & ~CFD_SCOPE_SHIELD))
+		return -EINVAL;
+	cu = scope->cu;
+	if (!cu_check(cu))
+		return -ECHILD;
+	/* A skipped success CQE would leave the op pending forever; a tagged
+	 * user_data is the library's (or this SQE was added already). */
+	if ((sqe->flags & IOSQE_CQE_SKIP_SUCCESS) || ud_is_own(sqe->user_data))
+		return -EINVAL;
+	idx = slot_alloc(cu);
+	if (idx == NIL)
+		return -ENOMEM;
+	o = &cu->slots[idx];
+	o->user_data = sqe->user_data;
+	o->scope = scope;
+	o->gen = (o->gen + 1) & UD_GEN_MASK;
+	o->flags = (flags & CFD_SCOPE_SHIELD) ? SLOT_SHIELD : 0;
+	o->prev = NIL;
+	o->next = scope->ops;
+	if (o->next != NIL)
+		cu->slots[o->next].prev = idx;
+	scope->ops = idx;
+	scope->pending++;
+	sqe->user_data = ud_make(UD_SCOPE_OP, o->gen, idx);
+
+	/* Never submit here: the caller may hold SQEs it has not prepared
+	 * yet.  Anything that needs a submit is owed to the next call. */
+	if (!(o->flags & SLOT_SHIELD) && cfd_token_triggered(scope->tok)) {
+		/* Submitted and cancelled at once, so that it too arrives
+		 * once, as CFD_CQE_OP_CANCELLED (or with its own result if
+		 * it completed inline). */
+		o->flags |= SLOT_CANCELLED | SLOT_OWED;
+		scope->owed = cu->owed = true;
+		scopes_flush_owed(cu, false);
+	} else if (scope->watch != NIL) {
+		/* re-arm a poll whose re-arm found no SQE */
+		watch_ensure_armed(cu, scope->watch, false);
+	}
+	return 0;
+}
+
+CFD_EXPORT int cfd_scope_cancel(struct cfd_scope *scope)
+{
+	if (!scope)
+		return -EINVAL;
+	return cfd_token_trigger(scope->tok);
+}
+
+static void link_fire(struct cfd_token *tok, void *userdata)
+{
+	struct scope_link *l = userdata;
+
+	(void)tok;
+	/* Idempotent: cancelling the outer scope twice is harmless. */
+	cfd_token_trigger_msg(l->target, "linked scope cancelled");
+}
+
+CFD_EXPORT int cfd_scope_link(struct cfd_scope *inner, struct cfd_scope *outer)
+{
+	struct scope_link *l;
+	int r;
+
+	if (!inner || !outer || inner == outer)
+		return -EINVAL;
+	if (!cu_check(inner->cu) || !cu_check(outer->cu))
+		return -ECHILD;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->target = cfd_token_ref(outer->tok);
+	r = cfd_token_on_trigger(&l->reg, inner->tok, link_fire, l, 0);
+	if (r < 0 || !l->reg) {
+		/* failed, or inner had triggered and outer is triggered now */
+		cfd_token_unref(l->target);
+		free(l);
+		return r < 0 ? r : 0;
+	}
+	l->next = inner->links;
+	inner->links = l;
+	return 0;
+}
+
+CFD_EXPORT int cfd_scope_pending(struct cfd_scope *scope)
+{
+	if (!scope)
+		return -EINVAL;
+	if (!cu_check(scope->cu))
+		return -ECHILD;
+	return (int)scope->pending;
+}
