@@ -59,7 +59,7 @@ static inline uint32_t cfd_generation(void)
 {
 	return atomic_load_explicit(&cfd_fork_generation,
 				    memory_order_relaxed) &
-	       0xffff;
+	       0x7fff;
 }
 
 /* ---- listeners: what hangs off a token ---- */
@@ -109,7 +109,8 @@ struct link {
  *   SHARED        its eventfd was exported for writing and is watched
  *   LOCKED        the listener list (and fd creation) is being changed
  *   LOCK_WAITERS  a thread sleeps until LOCKED clears
- *   reason, signal number, and the fork generation (bits 16-31)
+ *   ORIGIN_HELD   it holds a reference to its origin (token_trigger_from)
+ *   reason, signal number, and the fork generation (bits 17-31)
  * One word for all three is what makes the graph cheap and race-free:
  *   - the unlock is an atomic read-modify-write that returns the state, so
  *     a thread adding a listener learns whether a trigger came while it
@@ -129,7 +130,8 @@ struct link {
 #define ST_SIGNO_SHIFT 8
 #define ST_SIGNO_MASK (0x7fu << ST_SIGNO_SHIFT)
 #define ST_LOCK_WAITERS (1u << 15)
-#define ST_GEN_SHIFT 16
+#define ST_ORIGIN_HELD (1u << 16) /* holds its origin (token_trigger_from) */
+#define ST_GEN_SHIFT 17
 #define REF_ONE ((uint64_t)1 << 32)
 
 struct cfd_token {
@@ -282,6 +284,13 @@ static inline uint32_t token_set_triggered(struct cfd_token *t, unsigned reason,
 	return ST_TRIGGERED | (uint32_t)lock;
 }
 
+/*
+ * Trigger t because another token, from, triggered, through a link that is
+ * not an edge of the graph (a linked scope cancelling its outer scope): t
+ * takes reason CFD_REASON_PARENT and from's origin, which it holds, since
+ * it is not its ancestor.  1 or 0.
+ */
+int token_trigger_from(struct cfd_token *t, struct cfd_token *from);
 /* Trigger with a cause and run the fan-out and callbacks.  1 or 0. */
 int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
 		  char *message);

@@ -220,6 +220,16 @@ static void token_release(struct cfd_token *t)
 			close(fd);
 		if (t->message)
 			free(t->message);
+		if (token_state(t) & ST_ORIGIN_HELD) {
+			struct cfd_token *o = atomic_load(&t->origin);
+
+			if ((atomic_fetch_sub_explicit(&o->word, REF_ONE,
+						       memory_order_acq_rel) >>
+			     32) == 1) {
+				o->work_next = pending;
+				pending = o;
+			}
+		}
 		free(t);
 	}
 }
@@ -279,6 +289,29 @@ int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
 	t->time = cfd_now_coarse();
 	t->message = message;
 	atomic_store_explicit(&t->origin, t, memory_order_release);
+	token_write_fd(t);
+	fanout_init(&f);
+	fanout_run(&f, t, won & ST_LOCKED);
+	return 1;
+}
+
+int token_trigger_from(struct cfd_token *t, struct cfd_token *from)
+{
+	struct cfd_token *o = cfd_token_origin(from);
+	bool busy = atomic_load_explicit(&t->listeners, memory_order_relaxed);
+	uint32_t won;
+	struct fanout f;
+
+	if (!o)
+		return token_trigger(t, CFD_REASON_MANUAL, 0, NULL);
+	won = token_set_triggered(
+	    t, CFD_REASON_PARENT,
+	    (token_state(o) & ST_SIGNO_MASK) >> ST_SIGNO_SHIFT, busy);
+	if (!won)
+		return 0;
+	cfd_token_ref(o);
+	atomic_fetch_or(&t->word, (uint64_t)ST_ORIGIN_HELD);
+	atomic_store_explicit(&t->origin, o, memory_order_release);
 	token_write_fd(t);
 	fanout_init(&f);
 	fanout_run(&f, t, won & ST_LOCKED);

@@ -393,9 +393,9 @@ static void link_fire(struct cfd_token *tok, void *userdata)
 {
 	struct scope_link *l = userdata;
 
-	(void)tok;
-	/* Idempotent: cancelling the outer scope twice is harmless. */
-	cfd_token_trigger_msg(l->target, "linked scope cancelled");
+	/* The outer scope's token takes the inner cascade's cause.
+	 * Idempotent: cancelling the outer scope twice is harmless. */
+	token_trigger_from(l->target, tok);
 }
 
 CFD_EXPORT int cfd_scope_link(struct cfd_scope *inner, struct cfd_scope *outer)

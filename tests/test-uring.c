@@ -1164,6 +1164,36 @@ END_TEST
  * outer scope that failed by itself keeps its error.  The link goes one
  * way only.
  */
+/* A linked outer scope holds the origin of the cascade that cancelled the
+ * inner one: the origin outlives the inner scope and its tokens. */
+START_TEST(test_scope_link_origin_outlives_inner)
+{
+	struct cfd_token *root, *inner_tok;
+	struct cfd_scope *inner, *outer;
+	struct fx f;
+
+	if (!fx_open(&f, KIND, 8, 0))
+		return;
+	ck_assert_int_eq(cfd_token_new(&root, "root"), 0);
+	ck_assert_int_eq(cfd_token_child(&inner_tok, root, "inner"), 0);
+	ck_assert_int_eq(cfd_scope_new(&inner, f.cu, inner_tok), 0);
+	ck_assert_int_eq(cfd_scope_new(&outer, f.cu, NULL), 0);
+	ck_assert_int_eq(cfd_scope_link(inner, outer), 0);
+	cfd_token_trigger_msg(root, "from the root");
+	inner = cfd_scope_unref(inner);
+	inner_tok = cfd_token_unref(inner_tok);
+	root = cfd_token_unref(root); /* only the outer token holds it now */
+	ck_assert_int_eq(cfd_token_reason(cfd_scope_token(outer)),
+			 CFD_REASON_PARENT);
+	ck_assert_str_eq(
+	    cfd_token_name(cfd_token_origin(cfd_scope_token(outer))), "root");
+	ck_assert_str_eq(cfd_token_message(cfd_scope_token(outer)),
+			 "from the root");
+	cfd_scope_unref(outer);
+	fx_close(&f);
+}
+END_TEST
+
 START_TEST(test_scope_link)
 {
 	struct cfd_scope *inner, *outer, *other;
@@ -1196,8 +1226,11 @@ START_TEST(test_scope_link)
 	ck_assert_int_eq(cfd_scope_cancel(inner), 0);
 	ck_assert_int_eq(cfd_scope_cancel(outer), 0); /* done by the link */
 	ck_assert(!cfd_token_triggered(cfd_scope_token(other)));
-	ck_assert_str_eq(cfd_token_message(cfd_scope_token(outer)),
-			 "linked scope cancelled");
+	/* The outer token takes the inner cascade's cause. */
+	ck_assert_int_eq(cfd_token_reason(cfd_scope_token(outer)),
+			 CFD_REASON_PARENT);
+	ck_assert_ptr_eq(cfd_token_origin(cfd_scope_token(outer)),
+			 cfd_scope_token(inner));
 	io_uring_submit(&f.ring);
 	n = fx_loop(&f, got, 4, 3, T_WAIT_MS, NULL);
 	ck_assert_int_eq(n, 3);
@@ -2023,6 +2056,8 @@ static Suite *uring_suite(void)
 	tcase_add_loop_test(tc, test_scope_nested, 0, NRING_KINDS);
 	tcase_add_loop_test(tc, test_scope_shield, 0, NRING_KINDS);
 	tcase_add_loop_test(tc, test_scope_link, 0, NRING_KINDS);
+	tcase_add_loop_test(tc, test_scope_link_origin_outlives_inner, 0,
+			    NRING_KINDS);
 	tcase_add_loop_test(tc, test_scope_add_after_trigger, 0, NRING_KINDS);
 	tcase_add_loop_test(tc, test_scope_released_in_flight, 0, NRING_KINDS);
 	tcase_add_loop_test(tc, test_tiny_cq, 0, NRING_KINDS);
