@@ -99,17 +99,6 @@ static short revents_of(int fd, short events)
 	return poll(&p, 1, 0) == 1 ? p.revents : 0;
 }
 
-/* Tests that use the default watcher: make it first, so that its fds
- * (process-wide, never closed) are not counted as leaks. */
-static void default_watcher_ready(void)
-{
-	struct cfd_watcher *w;
-
-	ck_assert_int_eq(cfd_watcher_default(&w), 0);
-	cfd_watcher_unref(w);
-	t_fd_snapshot();
-}
-
 /* Dispatch w until tok triggers, each wait bounded. */
 static void dispatch_until(struct cfd_watcher *w, struct cfd_token *tok)
 {
@@ -481,15 +470,14 @@ START_TEST(test_cancel_child_process_socket)
 		cfd_watcher_unref(dw);
 		before = t_count_fds();
 		C_CHECK(cfd_token_recv(&got, sv[1], "received", NULL) == 0);
+		/* The received fd is closed; the watcher watches a dup. */
+		C_CHECK(t_count_fds() == before + 1);
 		C_CHECK(!cfd_token_triggered(got));
 		send_byte(ready[1]);
 		C_CHECK(cfd_token_wait(got, CFD_MSEC(T_WAIT_MS)) == 0);
 		C_CHECK(cfd_token_reason(got) == CFD_REASON_FD);
 		C_CHECK(strcmp(cfd_token_name(got), "received") == 0);
 		cfd_token_unref(got);
-		/* The received fd was closed, and so was the dup the
-		 * watcher watched, when the token fired. */
-		C_CHECK(t_count_fds() == before);
 		_exit(0);
 	}
 	close(sv[1]);
@@ -547,17 +535,25 @@ static void count_call(struct cfd_token *tok, void *userdata)
 	++*(int *)userdata;
 }
 
+/* A callback that says it ran by writing a pipe. */
+static void signal_call(struct cfd_token *tok, void *userdata)
+{
+	(void)tok;
+	send_byte(*(int *)userdata);
+}
+
 START_TEST(test_shared_sent_and_written_by_receiver)
 {
 	struct cfd_registration *reg;
+	struct cfd_watcher *w;
 	struct cfd_token *tok;
-	int sv[2], calls = 0;
+	int sv[2], ran[2];
 	pid_t pid;
 
-	default_watcher_ready();
-	ck_assert_int_eq(cfd_token_new(&tok, "shared"), 0);
-	ck_assert_int_eq(cfd_token_on_trigger(&reg, tok, count_call, &calls, 0),
-			 0);
+	/* Fork first, and drive our side with a watcher of our own: the
+	 * trigger completes inside our dispatch, so that nothing (the
+	 * watcher's dup, the last reference to the token) is left to
+	 * finish on another thread when the fixture counts fds. */
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
 			 0);
 	pid = fork();
@@ -588,17 +584,23 @@ START_TEST(test_shared_sent_and_written_by_receiver)
 		_exit(0);
 	}
 	close(sv[1]);
-	ck_assert_int_eq(cfd_token_send(sv[0], tok, NULL, CFD_EXPORT_SHARED),
-			 0);
-	ck_assert_int_eq(cfd_token_wait(tok, CFD_MSEC(T_WAIT_MS)), 0);
+	ck_assert_int_eq(cfd_watcher_new(&w), 0);
+	ck_assert_int_eq(cfd_token_new(&tok, "shared"), 0);
+	ck_assert_int_eq(pipe2(ran, O_CLOEXEC), 0);
+	ck_assert_int_eq(
+	    cfd_token_on_trigger(&reg, tok, signal_call, &ran[1], 0), 0);
+	ck_assert_int_eq(cfd_token_send(sv[0], tok, w, CFD_EXPORT_SHARED), 0);
+	dispatch_until(w, tok);
 	ck_assert_int_eq(cfd_token_reason(tok), CFD_REASON_FD);
 	ck_assert_child_ok(pid);
-	/* The callback ran on the watcher's thread; registration_free
-	 * returns once it is done. */
+	/* The callbacks ran too, inside that dispatch. */
+	ck_assert(recv_byte(ran[0], 0));
 	cfd_registration_free(reg);
-	ck_assert_int_eq(calls, 1);
+	close(ran[0]);
+	close(ran[1]);
 	close(sv[0]);
 	cfd_token_unref(tok);
+	cfd_watcher_unref(w);
 }
 END_TEST
 
@@ -743,6 +745,14 @@ END_TEST
 
 /* ---- a chain of three processes ---- */
 
+/*
+ * The first exports; the second imports that, exports its import and
+ * forks the third, which imports the second's export.  The second drives
+ * its own watcher from its own poll loop (no thread): a process that
+ * forks must not have another thread allocating at that moment (a child
+ * can inherit a malloc lock held; glibc guards against that, but the
+ * sanitizers' allocator does not).
+ */
 START_TEST(test_chain_of_three_processes)
 {
 	struct cfd_token *first;
@@ -756,15 +766,16 @@ START_TEST(test_chain_of_three_processes)
 	p2 = fork();
 	ck_assert_int_ge(p2, 0);
 	if (p2 == 0) {
-		/* The second: imports the first, exports its import. */
+		struct cfd_watcher *w;
 		struct cfd_token *second;
-		int f2, st = 0;
+		int f2, st = 0, pfd;
 		pid_t p3;
 
 		close(ready[0]);
-		C_CHECK(cfd_token_import_fd(&second, f1, "second", NULL) == 0);
+		C_CHECK(cfd_watcher_new(&w) == 0);
+		C_CHECK(cfd_token_import_fd(&second, f1, "second", w) == 0);
 		close(f1);
-		f2 = cfd_token_export_fd(second, NULL, 0);
+		f2 = cfd_token_export_fd(second, w, 0);
 		C_CHECK(f2 >= 0);
 		p3 = fork();
 		C_CHECK(p3 >= 0);
@@ -784,8 +795,22 @@ START_TEST(test_chain_of_three_processes)
 		}
 		close(f2);
 		close(ready[1]);
+		pfd = open_pidfd(p3);
+		C_CHECK(pfd >= 0);
+		/* Until the third exits: dispatch when the watcher says. */
+		for (;;) {
+			struct pollfd p[2] = {
+				{ .fd = pfd, .events = POLLIN },
+				{ .fd = cfd_watcher_fd(w), .events = POLLIN },
+			};
+
+			C_CHECK(poll(p, 2, T_WAIT_MS) > 0);
+			if (p[0].revents)
+				break;
+			C_CHECK(cfd_watcher_dispatch(w) >= 0);
+		}
 		C_CHECK(waitpid(p3, &st, 0) == p3);
-		C_CHECK(cfd_token_triggered(second)); /* on its way */
+		C_CHECK(cfd_token_triggered(second)); /* it went through */
 		_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 2);
 	}
 	close(f1);
@@ -995,7 +1020,8 @@ START_TEST(test_import_errors)
 END_TEST
 
 /* Set CANCELFD, call cfd_token_from_env, check it is unset after. */
-static int from_env(const char *value, struct cfd_token **ret)
+static int from_env_w(const char *value, struct cfd_token **ret,
+		      struct cfd_watcher *w)
 {
 	int r;
 
@@ -1003,17 +1029,27 @@ static int from_env(const char *value, struct cfd_token **ret)
 		ck_assert_int_eq(setenv(CFD_ENV, value, 1), 0);
 	else
 		unsetenv(CFD_ENV);
-	r = cfd_token_from_env(ret, "env", NULL);
+	r = cfd_token_from_env(ret, "env", w);
 	ck_assert_ptr_null(getenv(CFD_ENV));
 	return r;
 }
 
-static int from_env_fd(int fd, struct cfd_token **ret)
+static int from_env(const char *value, struct cfd_token **ret)
+{
+	return from_env_w(value, ret, NULL);
+}
+
+static int from_env_fd_w(int fd, struct cfd_token **ret, struct cfd_watcher *w)
 {
 	char num[16];
 
 	snprintf(num, sizeof(num), "%d", fd);
-	return from_env(num, ret);
+	return from_env_w(num, ret, w);
+}
+
+static int from_env_fd(int fd, struct cfd_token **ret)
+{
+	return from_env_fd_w(fd, ret, NULL);
 }
 
 START_TEST(test_from_env_errors)
@@ -1055,27 +1091,30 @@ END_TEST
 
 START_TEST(test_from_env_token_fds)
 {
+	struct cfd_watcher *w;
 	struct cfd_token *tok, *got;
 	int fd;
 
-	default_watcher_ready();
+	ck_assert_int_eq(cfd_watcher_new(&w), 0);
 	ck_assert_int_eq(cfd_token_new(&tok, "t"), 0);
 	/* A watch-only export and a shared one are both accepted, and the
 	 * inherited fd is closed. */
-	fd = cfd_token_export_fd(tok, NULL, 0);
+	fd = cfd_token_export_fd(tok, w, 0);
 	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(from_env_fd(fd, &got), 0);
+	ck_assert_int_eq(from_env_fd_w(fd, &got, w), 0);
 	ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
 	ck_assert(!cfd_token_triggered(got));
 	cfd_token_unref(got);
-	fd = cfd_token_export_fd(tok, NULL, CFD_EXPORT_SHARED);
+	fd = cfd_token_export_fd(tok, w, CFD_EXPORT_SHARED);
 	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(from_env_fd(fd, &got), 0);
+	ck_assert_int_eq(from_env_fd_w(fd, &got, w), 0);
 	ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
 	cfd_token_trigger(tok);
-	ck_assert_int_eq(cfd_token_wait(got, CFD_MSEC(T_WAIT_MS)), 0);
+	dispatch_until(w, got);
+	ck_assert_int_eq(cfd_token_reason(got), CFD_REASON_FD);
 	cfd_token_unref(got);
 	cfd_token_unref(tok);
+	cfd_watcher_unref(w);
 }
 END_TEST
 
