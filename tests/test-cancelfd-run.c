@@ -939,9 +939,11 @@ END_TEST
 /* --signal replaces the set: USR1 cancels; the others are not watched. */
 START_TEST(test_signal_option)
 {
+	/* Repeated, and a comma-separated list. */
 	static const char *const args[] = { "--signal", "USR1", "--signal",
-					    "SIGRTMIN+1", NULL };
+					    "SIGRTMIN+1,usr2", NULL };
 	int usr1[] = { SIGUSR1, 0 }, rt[] = { SIGRTMIN + 1, 0 };
+	int usr2[] = { SIGUSR2, 0 };
 	int term[] = { SIGTERM, 0 };
 	struct proc p;
 
@@ -950,6 +952,9 @@ START_TEST(test_signal_option)
 		      "stderr:\n%s", p.errbuf);
 	signal_runner(&p, args, NULL, rt);
 	ck_assert_msg(strstr(p.errbuf, "cancelled by signal RTMIN+1"),
+		      "stderr:\n%s", p.errbuf);
+	signal_runner(&p, args, NULL, usr2);
+	ck_assert_msg(strstr(p.errbuf, "cancelled by signal USR2"),
 		      "stderr:\n%s", p.errbuf);
 	/* TERM is not watched: its default action ends the runner. */
 	signal_runner(&p, args, NULL, term);

@@ -358,7 +358,7 @@ static int spawn(struct run *r)
 
 /* ---- waiting ---- */
 
-static int on_cancel(struct run *r)
+static void on_cancel(struct run *r)
 {
 	char cause[96], when[32], s[32];
 	int e;
@@ -386,11 +386,10 @@ static int on_cancel(struct run *r)
 			say("cannot set the kill timer (%s): sending KILL",
 			    strerror(-e));
 			send_signal(r, SIGKILL);
-			return 0;
+			return;
 		}
 	}
 	send_signal(r, r->o.on_cancel);
-	return 0;
 }
 
 static void on_kill(struct run *r)
