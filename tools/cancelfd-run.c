@@ -404,9 +404,14 @@ static void on_kill(struct run *r)
 	r->kill_tok = cfd_token_unref(r->kill_tok);
 }
 
-/* Poll the pidfd with the token's fd (and the kill timer's) until
- * COMMAND exits; reap it.  A child that exited is seen before a cancel
- * that came in the same instant. */
+/*
+ * Poll the pidfd with the token's fd (and the kill timer's) until COMMAND
+ * exits; reap it.  The token comes first: COMMAND may have exited because
+ * of the cancel (a program watching CANCELFD), and the library makes the
+ * token's fd readable before it hangs up the exports, so a cancel that
+ * caused the exit is always seen.  As with timeout(1), a timeout that fired
+ * before the reap counts as a timeout.
+ */
 static int wait_child(struct run *r, int *status)
 {
 	for (;;) {
@@ -426,10 +431,11 @@ static int wait_child(struct run *r, int *status)
 			reap(r->pid, status);
 			return -1;
 		}
+		if (p[1].revents || (p[0].revents && !r->cancelled &&
+				     cfd_token_triggered(r->tok)))
+			on_cancel(r);
 		if (p[0].revents)
 			break;
-		if (p[1].revents)
-			on_cancel(r);
 		if (p[2].revents)
 			on_kill(r);
 	}
