@@ -25,8 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "watcher.h"
 
@@ -76,6 +78,31 @@ static void exports_setup(void)
 		       exports_fork_child);
 }
 
+/*
+ * The byte for the readers.  With no reader left the write fails (EPIPE)
+ * and raises SIGPIPE, which must not reach the program: block it in this
+ * thread (a SIGPIPE from write() is directed at the writing thread) and
+ * take back the one the write made, unless one was pending already.  A
+ * full pipe (EAGAIN) is readable already.
+ */
+static void write_no_sigpipe(int fd)
+{
+	sigset_t pipe_set, old, pending;
+	bool was_pending;
+
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	sigpending(&pending);
+	was_pending = sigismember(&pending, SIGPIPE) == 1;
+	if (write(fd, "c", 1) < 0 && errno == EPIPE && !was_pending) {
+		struct timespec zero = { 0, 0 };
+
+		sigtimedwait(&pipe_set, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 /* Hang up: every holder of the read end sees the token triggered.  The
  * byte makes it readable (POLLIN) as well as hung up (POLLHUP) for loops
  * that look only at one; the hang-up is what no reader can undo. */
@@ -83,9 +110,7 @@ static void pipe_export_close(struct pipe_export *e)
 {
 	pthread_mutex_lock(&exports_lock);
 	if (e->wfd >= 0) {
-		if (write(e->wfd, "c", 1) < 0) {
-			/* a full pipe is readable already */
-		}
+		write_no_sigpipe(e->wfd);
 		close(e->wfd);
 		e->wfd = -1;
 		*e->pprev = e->next;
@@ -133,6 +158,10 @@ static int export_pipe(struct cfd_token *tok, unsigned flags)
 		free(e);
 		return r;
 	}
+	/* A holder of the same user could reopen the read end for writing
+	 * through /proc/PID/fd (to fake or to hide a trigger): not without
+	 * CAP_DAC_OVERRIDE once the pipe's mode is 0. */
+	fchmod(p[0], 0);
 	e->wfd = p[1];
 	e->next = exports;
 	e->pprev = &exports;
@@ -218,6 +247,15 @@ CFD_EXPORT int cfd_token_import_fd(struct cfd_token **ret, int fd,
 		if (r < 0)
 			return r;
 	}
+	{
+		struct stat st;
+
+		/* Always "readable", and epoll refuses them. */
+		if (fstat(fd, &st) < 0)
+			return -errno;
+		if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+			return -EPERM;
+	}
 	r = cfd_token_new(&tok, name);
 	if (r < 0)
 		return r;
@@ -252,8 +290,11 @@ static int check_token_fd(int fd)
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
+	/* A watch-only export is a pipe's read end; its write end is not a
+	 * token fd (and closing it would end someone's output). */
 	if (S_ISFIFO(st.st_mode))
-		return 0;
+		return (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY ? 0
+								    : -EBADFD;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	n = readlink(path, target, sizeof(target) - 1);
 	if (n < 0)
@@ -378,21 +419,34 @@ CFD_EXPORT int cfd_token_from_env(struct cfd_token **ret, const char *name,
 				  struct cfd_watcher *w)
 {
 	const char *v;
-	char *end;
-	long fd;
+	long fd = 0;
+	bool ok;
+	int r;
 
 	if (!ret)
 		return -EINVAL;
 	v = getenv(CFD_ENV);
 	if (!v)
 		return -ENOENT;
-	errno = 0;
-	fd = strtol(v, &end, 10);
+	/* Decimal digits only (strtol would take blanks and a sign). */
+	ok = *v != '\0' && strlen(v) <= 10;
+	for (const char *c = v; ok && *c; c++) {
+		ok = *c >= '0' && *c <= '9';
+		fd = fd * 10 + (*c - '0');
+	}
+	ok = ok && fd <= INT_MAX;
 	/* Read once: whatever it says, it is not for our children. */
 	unsetenv(CFD_ENV);
-	if (errno || end == v || *end || fd < 0 || fd > INT_MAX)
+	if (!ok)
 		return -EINVAL;
 	if (fcntl((int)fd, F_GETFD) < 0)
 		return -EBADF;
-	return import_owned(ret, (int)fd, name, w);
+	/* Something else than a token fd is probably the program's own fd
+	 * named by a stale variable: leave it alone. */
+	r = check_token_fd((int)fd);
+	if (r < 0)
+		return r;
+	r = cfd_token_import_fd(ret, (int)fd, name, w);
+	close((int)fd);
+	return r;
 }
