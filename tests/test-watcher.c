@@ -443,6 +443,11 @@ static void child_default(void *arg)
 
 START_TEST(test_default_after_fork)
 {
+	if (TW_TSAN) {
+		fprintf(stderr,
+			"test_default_after_fork: skipped under TSan\n");
+		return;
+	}
 	tw_fork_check(child_default, tw_default);
 }
 END_TEST
