@@ -636,6 +636,9 @@ START_TEST(test_fd_errors)
 			 -EPERM);
 	ck_assert_int_eq(cfd_source_add_fd(&src, NULL, w, cfd_watcher_fd(w)),
 			 -EINVAL);
+	/* a watcher cannot watch itself */
+	ck_assert_int_eq(cfd_source_add_fd(&src, tok, w, cfd_watcher_fd(w)),
+			 -EINVAL);
 	ck_assert_ptr_eq(src, SENTINEL);
 	ck_assert_int_eq(t_count_fds(), fds); /* the dup was closed */
 	fclose(regular);
@@ -677,6 +680,34 @@ START_TEST(test_fd_hangup)
 		cfd_token_unref(tok);
 	}
 	cfd_watcher_unref(w);
+}
+END_TEST
+
+/* Another watcher's fd is an epoll set like any other: a watcher can watch
+ * one (it fires when that watcher has work), but not in a cycle. */
+START_TEST(test_fd_nested_watcher)
+{
+	struct cfd_watcher *outer = new_watcher(), *inner = new_watcher();
+	struct cfd_token *busy = new_token("inner has work");
+	struct cfd_token *tick = new_token("tick");
+	struct cfd_source *src = SENTINEL;
+
+	ck_assert_int_eq(
+	    cfd_source_add_fd(NULL, busy, outer, cfd_watcher_fd(inner)), 0);
+	ck_assert_int_eq(
+	    cfd_source_add_fd(&src, tick, inner, cfd_watcher_fd(outer)),
+	    -ELOOP);
+	ck_assert_ptr_eq(src, SENTINEL);
+	ck_assert_int_eq(
+	    cfd_source_add_timeout(NULL, tick, inner, CFD_USEC(50)), 0);
+	ck_assert(tw_dispatch_until(outer, busy));
+	ck_assert_int_eq(cfd_token_reason(busy), CFD_REASON_FD);
+	ck_assert(!cfd_token_triggered(tick)); /* inner not dispatched yet */
+	ck_assert(tw_dispatch_until(inner, tick));
+	cfd_token_unref(busy);
+	cfd_token_unref(tick);
+	cfd_watcher_unref(outer);
+	cfd_watcher_unref(inner);
 }
 END_TEST
 
@@ -1809,6 +1840,7 @@ static Suite *source_suite(void)
 	tc = t_tcase("fd");
 	tcase_add_test(tc, test_fd_errors);
 	tcase_add_test(tc, test_fd_hangup);
+	tcase_add_test(tc, test_fd_nested_watcher);
 	tcase_add_test(tc, test_fd_pidfd);
 	tcase_add_test(tc, test_fd_other_process_token);
 	suite_add_tcase(s, tc);
