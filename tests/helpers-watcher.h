@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -196,22 +197,24 @@ static inline void tw_fork_check(void (*fn)(void *), void *arg)
 static inline bool tw_wait_thread_in_futex(pid_t tid)
 {
 	int64_t end = t_now_ns() + CFD_MSEC(T_WAIT_MS);
-	char path[64];
+	char path[64], buf[128] = "";
 
 	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
 	while (t_now_ns() < end) {
-		char buf[64] = "";
 		FILE *f = fopen(path, "re");
 
+		buf[0] = '\0';
 		if (f) {
 			if (!fgets(buf, sizeof(buf), f))
 				buf[0] = '\0';
 			fclose(f);
 		}
-		if (atol(buf) == SYS_futex && buf[0] != '\0')
+		if (buf[0] != '\0' && atol(buf) == SYS_futex)
 			return true;
 		usleep(200);
 	}
+	fprintf(stderr, "thread %d not seen in futex(); last: %s\n", (int)tid,
+		buf[0] ? buf : "(gone)");
 	return false;
 }
 
@@ -220,6 +223,20 @@ static inline void tw_eventfd_signal(int fd)
 	uint64_t one = 1;
 
 	ck_assert_int_eq(write(fd, &one, sizeof(one)), sizeof(one));
+}
+
+/* A source that fires when the test says so (tw_eventfd_signal() on the
+ * eventfd returned, which the test closes): an fd source.  Unlike a short
+ * timeout, it can never fire inside the add, in the calling thread, on a
+ * host slow enough that the timeout has passed by then. */
+static inline int tw_add_trigger(struct cfd_source **ret, struct cfd_token *tok,
+				 struct cfd_watcher *w)
+{
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	ck_assert_int_ge(efd, 0);
+	ck_assert_int_eq(cfd_source_add_fd(ret, tok, w, efd), 0);
+	return efd;
 }
 
 #endif

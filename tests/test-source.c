@@ -698,12 +698,14 @@ START_TEST(test_fd_nested_watcher)
 	    cfd_source_add_fd(&src, tick, inner, cfd_watcher_fd(outer)),
 	    -ELOOP);
 	ck_assert_ptr_eq(src, SENTINEL);
-	ck_assert_int_eq(
-	    cfd_source_add_timeout(NULL, tick, inner, CFD_USEC(50)), 0);
+	int efd = tw_add_trigger(NULL, tick, inner);
+
+	tw_eventfd_signal(efd);
 	ck_assert(tw_dispatch_until(outer, busy));
 	ck_assert_int_eq(cfd_token_reason(busy), CFD_REASON_FD);
 	ck_assert(!cfd_token_triggered(tick)); /* inner not dispatched yet */
 	ck_assert(tw_dispatch_until(inner, tick));
+	close(efd);
 	cfd_token_unref(busy);
 	cfd_token_unref(tick);
 	cfd_watcher_unref(outer);
@@ -1129,13 +1131,16 @@ START_TEST(test_free_from_own_fire)
 	struct cfd_watcher *w = new_watcher();
 	struct cfd_token *tok = new_token("t"), *tok2 = new_token("t2");
 	struct self_free s = { 0 }, p = { 0 };
+	int efd;
 
 	ck_assert_int_eq(
 	    cfd_token_on_trigger(NULL, tok, free_own_source, &s, 0), 0);
-	ck_assert_int_eq(cfd_source_add_timeout(&s.src, tok, w, CFD_USEC(100)),
-			 0);
+	efd = tw_add_trigger(&s.src, tok, w);
+	ck_assert_ptr_nonnull(s.src);
+	tw_eventfd_signal(efd);
 	ck_assert(tw_dispatch_until(w, tok));
 	ck_assert_ptr_null(s.src);
+	close(efd);
 
 	ck_assert_int_eq(cfd_source_add_condition(&p.src, tok2, w,
 						  free_own_source_pred, &p,
@@ -1210,6 +1215,8 @@ START_TEST(test_free_waits_for_fire)
 	struct cfd_token *tok = new_token("race");
 	struct race r = { 0 };
 	pthread_t th;
+	int efd = -1;
+	bool slept;
 
 	r.entered = eventfd(0, EFD_CLOEXEC);
 	r.gate = eventfd(0, EFD_CLOEXEC);
@@ -1222,22 +1229,28 @@ START_TEST(test_free_waits_for_fire)
 	} else {
 		ck_assert_int_eq(
 		    cfd_token_on_trigger(NULL, tok, race_cb, &r, 0), 0);
-		ck_assert_int_eq(
-		    cfd_source_add_timeout(&r.src, tok, w, CFD_USEC(100)), 0);
+		efd = tw_add_trigger(&r.src, tok, w);
+		tw_eventfd_signal(efd);
 	}
+	ck_assert_ptr_nonnull(r.src);
 	ck_assert(t_fd_readable(r.entered, T_WAIT_MS)); /* the fire runs */
 	ck_assert_int_eq(pthread_create(&th, NULL, race_freer, &r), 0);
 	while (!atomic_load(&r.freer))
 		sched_yield();
-	ck_assert(tw_wait_thread_in_futex(atomic_load(&r.freer)));
+	slept = tw_wait_thread_in_futex(atomic_load(&r.freer));
 	tw_eventfd_signal(r.gate);
 	ck_assert_int_eq(pthread_join(th, NULL), 0);
-	ck_assert_int_eq(r.finished_when_free_returned, 1);
+	ck_assert_msg(r.finished_when_free_returned == 1,
+		      "cfd_source_free() returned while the %s still ran",
+		      predicate ? "predicate" : "callback");
+	ck_assert(slept);
 	ck_assert_ptr_null(r.src);
 	ck_assert_int_eq(cfd_watcher_stop(w), 0);
 	ck_assert(cfd_token_triggered(tok) == !predicate);
 	close(r.entered);
 	close(r.gate);
+	if (efd >= 0)
+		close(efd);
 	cfd_token_unref(tok);
 	cfd_watcher_unref(w);
 }
@@ -1258,7 +1271,7 @@ static void add_and_free(struct cfd_token *tok, void *arg)
 
 	(void)tok;
 	f->add_result =
-	    cfd_source_add_timeout(&f->added, f->next, f->w, CFD_USEC(100));
+	    cfd_source_add_timeout(&f->added, f->next, f->w, CFD_MSEC(1));
 	f->victim = cfd_source_free(f->victim);
 }
 
@@ -1267,6 +1280,7 @@ START_TEST(test_add_remove_from_callback)
 	struct cfd_watcher *w = new_watcher();
 	struct cfd_token *first = new_token("first"), *victim = new_token("v");
 	struct from_cb f = { .w = w, .add_result = -99 };
+	int efd;
 
 	f.next = new_token("next");
 	ck_assert_int_eq(cfd_token_on_trigger(NULL, first, add_and_free, &f, 0),
@@ -1275,9 +1289,10 @@ START_TEST(test_add_remove_from_callback)
 	 * test_known_freed_sibling_fires) */
 	ck_assert_int_eq(
 	    cfd_source_add_timeout(&f.victim, victim, w, CFD_SEC(3600)), 0);
-	ck_assert_int_eq(cfd_source_add_timeout(NULL, first, w, CFD_USEC(50)),
-			 0);
+	efd = tw_add_trigger(NULL, first, w);
+	tw_eventfd_signal(efd);
 	ck_assert(tw_dispatch_until(w, first));
+	close(efd);
 	ck_assert_int_eq(f.add_result, 0);
 	ck_assert_ptr_nonnull(f.added);
 	ck_assert_ptr_null(f.victim);
