@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -1456,6 +1457,68 @@ START_TEST(test_sources_after_fork)
 END_TEST
 
 /* ======================================================================
+ * out of file descriptors
+ * ==================================================================== */
+
+/* Lower RLIMIT_NOFILE so that only `spare` more fds can be opened. */
+static void fd_limit_spare(int spare)
+{
+	struct rlimit rl;
+	int probe = eventfd(0, EFD_CLOEXEC); /* the lowest free number */
+
+	ck_assert_int_ge(probe, 0);
+	close(probe);
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	rl.rlim_cur = (rlim_t)(probe + spare);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+}
+
+static void fd_limit_restore(const struct rlimit *saved)
+{
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, saved), 0);
+}
+
+/* -EMFILE from every step that opens an fd, and nothing left behind:
+ * the watcher's three fds, an fd source's dup, the signalfd (whose signal
+ * claim is rolled back: another watcher can take the signal after). */
+START_TEST(test_emfile)
+{
+	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
+	struct cfd_watcher *w = NULL, *w2;
+	struct cfd_token *tok = new_token("t");
+	struct cfd_source *src = SENTINEL;
+	struct rlimit saved;
+	int efd = eventfd(0, EFD_CLOEXEC), fds = t_count_fds();
+
+	tw_block_test_signals();
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	for (int spare = 0; spare < 3; spare++) {
+		fd_limit_spare(spare);
+		ck_assert_int_eq(cfd_watcher_new(&w), -EMFILE);
+		fd_limit_restore(&saved);
+		ck_assert_ptr_null(w);
+		ck_assert_int_eq(t_count_fds(), fds);
+	}
+	w = new_watcher();
+	w2 = new_watcher();
+	fds = t_count_fds();
+	fd_limit_spare(0);
+	ck_assert_int_eq(cfd_source_add_fd(&src, tok, w, efd), -EMFILE);
+	ck_assert_int_eq(cfd_source_add_signals(&src, tok, w, &usr1), -EMFILE);
+	fd_limit_restore(&saved);
+	ck_assert_ptr_eq(src, SENTINEL);
+	ck_assert_int_eq(t_count_fds(), fds);
+	ck_assert_int_eq(cfd_source_add_signals(&src, tok, w2, &usr1), 0);
+	ck_assert_int_eq(cfd_source_add_signals(NULL, tok, w, &usr1), -EEXIST);
+	cfd_source_free(src);
+	close(efd);
+	cfd_token_unref(tok);
+	cfd_watcher_unref(w);
+	cfd_watcher_unref(w2);
+}
+END_TEST
+
+/* ======================================================================
  * known library bugs: failing tests kept, excluded by the "known-bug" tag
  * (run them with CK_INCLUDE_TAGS=known-bug).  Remove the tag once fixed.
  * ==================================================================== */
@@ -1877,6 +1940,10 @@ static Suite *source_suite(void)
 	tcase_add_test(tc, test_add_remove_from_callback);
 	tcase_add_test(tc, test_churn_while_running);
 	tcase_add_test(tc, test_sources_after_fork);
+	suite_add_tcase(s, tc);
+
+	tc = t_tcase("limits");
+	tcase_add_test(tc, test_emfile);
 	suite_add_tcase(s, tc);
 
 	tc = t_tcase_timeout("known-bugs", 10);
