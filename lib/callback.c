@@ -128,6 +128,10 @@ void callbacks_run(struct cfd_registration *list)
 void registration_release_listed(struct cfd_registration *reg)
 {
 	if (reg->flags & REG_INTERNAL) {
+		/* Off the list for good: a later registration_remove() must
+		 * not look for the token, which is being freed. */
+		atomic_store_explicit(&reg->state, REG_DONE,
+				      memory_order_relaxed);
 		if (reg->on_release)
 			reg->on_release(reg);
 		return;

@@ -116,6 +116,17 @@ static void fire_done(struct cfd_source *src)
  * when the token's trigger, with its callbacks, has returned. */
 void source_fire(struct cfd_source *src, struct cfd_token *tok, unsigned signo)
 {
+	bool attached;
+
+	/* Freed since it was queued, by a callback of an earlier fire of
+	 * this same dispatch (another thread's free waits for us instead). */
+	pthread_mutex_lock(&src->w->lock);
+	attached = src->attached;
+	pthread_mutex_unlock(&src->w->lock);
+	if (!attached) {
+		fire_done(src);
+		return;
+	}
 	switch (src->kind) {
 	case SOURCE_TIMEOUT:
 		token_trigger(tok, CFD_REASON_TIMEOUT, 0, NULL);
@@ -264,6 +275,8 @@ CFD_EXPORT int cfd_source_add_deadline(struct cfd_source **ret,
 
 	if (deadline_ns < 0)
 		return -EINVAL;
+	if (w && watcher_check(w) < 0)
+		return -ECHILD;
 	r = check_token(tok, ret);
 	if (r != 0)
 		return r < 0 ? r : 0;

@@ -321,9 +321,12 @@ int watcher_claim_signals(struct cfd_watcher *w, const sigset_t *set)
 	int r = 0;
 
 	pthread_mutex_lock(&sig_owner_lock);
+	/* An owner from another fork generation is a copy the parent left:
+	 * its watcher does not exist in this process. */
 	for (int s = 1; s < _NSIG && r == 0; s++)
 		if (sigismember(set, s) == 1 && sig_owner[s] &&
-		    sig_owner[s] != w)
+		    sig_owner[s] != w &&
+		    sig_owner[s]->generation == cfd_generation())
 			r = -EEXIST;
 	for (int s = 1; s < _NSIG && r == 0; s++)
 		if (sigismember(set, s) == 1)
@@ -607,6 +610,10 @@ CFD_EXPORT int cfd_watcher_start(struct cfd_watcher *w)
 
 	if (r < 0)
 		return r;
+	/* From a callback on its own thread it runs, by definition; and a
+	 * stop in another thread may hold the lock while it joins us. */
+	if (atomic_load(&w->thread_marker) == watcher_thread_marker())
+		return -EALREADY;
 	pthread_mutex_lock(&w->thread_lock);
 	if (w->running) {
 		pthread_mutex_unlock(&w->thread_lock);
