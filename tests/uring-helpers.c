@@ -374,9 +374,11 @@ static void *actor_main(void *arg)
 			usleep(100);
 		if (!t_sigusr1_seen)
 			a->err = -ETIMEDOUT;
-		/* TODO(async-safe trigger): once cfd_token_trigger_async_safe()
-		 * exists, trigger from the handler itself. */
 		cfd_token_trigger(a->tok);
+		break;
+	case ACT_SIGNAL_ASYNC:
+		/* The handler does the trigger, in the waiter's thread. */
+		pthread_kill(a->waiter, SIGUSR2);
 		break;
 	case ACT_FN:
 		a->err = a->fn(a->arg);

@@ -94,6 +94,8 @@ enum act {
 	ACT_TRIGGER,	      /* cfd_token_trigger(tok) */
 	ACT_COMPLETE,	      /* target_complete(target) */
 	ACT_COMPLETE_TRIGGER, /* both, back to back */
+	ACT_SIGNAL_ASYNC,     /* SIGUSR2 to the waiter, whose handler triggers
+				 with cfd_token_trigger_async_safe() */
 	ACT_SIGNAL_TRIGGER,   /* SIGUSR1 to the waiter, then trigger once the
 			       handler ran */
 	ACT_FN,		      /* fn(arg) */
