@@ -34,10 +34,15 @@
 
 /* ---- watch-only exports: pipes ---- */
 
+/*
+ * One pipe per token serves all its watch-only exports: each is a dup of
+ * the read end kept here, so a long-lived token exported to thousands of
+ * short-lived processes holds two fds, not one per export.
+ */
 struct pipe_export {
 	struct cfd_registration reg;
-	int wfd;
-	struct pipe_export *next, **pprev; /* all write ends, for fork */
+	int rfd, wfd;
+	struct pipe_export *next, **pprev; /* all pipes, for fork */
 };
 
 /*
@@ -65,7 +70,8 @@ static void exports_fork_child(void)
 	for (struct pipe_export *e = exports; e; e = e->next)
 		if (e->wfd >= 0) {
 			close(e->wfd);
-			e->wfd = -1;
+			close(e->rfd);
+			e->wfd = e->rfd = -1;
 		}
 	/* The records themselves belong to tokens the child cannot use. */
 	exports = NULL;
@@ -112,7 +118,8 @@ static void pipe_export_close(struct pipe_export *e)
 	if (e->wfd >= 0) {
 		write_no_sigpipe(e->wfd);
 		close(e->wfd);
-		e->wfd = -1;
+		close(e->rfd);
+		e->wfd = e->rfd = -1;
 		*e->pprev = e->next;
 		if (e->next)
 			e->next->pprev = e->pprev;
@@ -141,15 +148,53 @@ static void pipe_export_released(struct cfd_registration *reg)
 	free(e);
 }
 
+static int read_end_dup(int rfd, unsigned flags)
+{
+	int fd = fcntl(
+	    rfd, (flags & CFD_EXPORT_INHERIT) ? F_DUPFD : F_DUPFD_CLOEXEC, 3);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* A new read end of the token's pipe, if it has one.  Under the token's
+ * lock the pipe's registration is listed, so its trigger cannot close the
+ * pipe meanwhile. */
+static int export_pipe_again(struct cfd_token *tok, unsigned flags)
+{
+	int fd = -ENOENT;
+
+	token_lock(tok);
+	for (struct listener *n =
+		 atomic_load_explicit(&tok->listeners, memory_order_relaxed);
+	     n; n = atomic_load_explicit(&n->next, memory_order_relaxed)) {
+		struct cfd_registration *reg =
+		    container_of(n, struct cfd_registration, node);
+
+		if (listener_kind(n) == LISTENER_REG &&
+		    reg->fn == pipe_export_triggered) {
+			fd = read_end_dup(
+			    ((struct pipe_export *)reg->userdata)->rfd, flags);
+			break;
+		}
+	}
+	token_unlock(tok);
+	return fd;
+}
+
 static int export_pipe(struct cfd_token *tok, unsigned flags)
 {
 	struct pipe_export *e;
-	int p[2];
+	int p[2], fd;
 
+	fd = export_pipe_again(tok, flags);
+	if (fd != -ENOENT)
+		return fd;
 	pthread_once(&exports_once, exports_setup);
 	e = malloc(sizeof(*e));
 	if (!e)
 		return -ENOMEM;
+	/* Made under the lock that fork() takes, so that a child never
+	 * inherits a write end that is not on the list. */
 	pthread_mutex_lock(&exports_lock);
 	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
 		int r = -errno;
@@ -162,6 +207,7 @@ static int export_pipe(struct cfd_token *tok, unsigned flags)
 	 * through /proc/PID/fd (to fake or to hide a trigger): not without
 	 * CAP_DAC_OVERRIDE once the pipe's mode is 0. */
 	fchmod(p[0], 0);
+	e->rfd = p[0];
 	e->wfd = p[1];
 	e->next = exports;
 	e->pprev = &exports;
@@ -170,20 +216,18 @@ static int export_pipe(struct cfd_token *tok, unsigned flags)
 	exports = e;
 	pthread_mutex_unlock(&exports_lock);
 
+	/* The caller's read end first: once the registration is listed, a
+	 * trigger may close the pipe at any moment. */
+	fd = read_end_dup(e->rfd, flags);
 	e->reg.on_release = pipe_export_released;
 	e->reg.on_done = pipe_export_done;
-	if (registration_add(&e->reg, tok, pipe_export_triggered, e, 0)) {
-		/* Triggered already: hand out a pipe that has hung up. */
+	if (fd < 0 ||
+	    registration_add(&e->reg, tok, pipe_export_triggered, e, 0)) {
+		/* Failed, or triggered already: the read end hangs up. */
 		pipe_export_close(e);
 		free(e);
 	}
-	if ((flags & CFD_EXPORT_INHERIT) && fcntl(p[0], F_SETFD, 0) < 0) {
-		int r = -errno;
-
-		close(p[0]);
-		return r;
-	}
-	return p[0];
+	return fd;
 }
 
 /* ---- shared exports: the eventfd ---- */

@@ -214,6 +214,42 @@ START_TEST(test_export_trigger_hangs_up)
 }
 END_TEST
 
+/* A token exported to many processes in turn (each holder closing its fd)
+ * keeps one pipe: two fds in the exporter, however many exports; all
+ * exports see the same trigger, and the trigger closes both. */
+START_TEST(test_export_many_times_one_pipe)
+{
+	struct cfd_token *tok;
+	int base = t_count_fds(), first, kept[3];
+
+	ck_assert_int_eq(cfd_token_new(&tok, "long-lived"), 0);
+	first = cfd_token_export_fd(tok, NULL, 0);
+	ck_assert_int_ge(first, 0);
+	ck_assert_int_eq(t_count_fds(), base + 3); /* the pipe and first */
+	for (int i = 0; i < 1000; i++) {
+		int fd = cfd_token_export_fd(tok, NULL,
+					     i % 2 ? CFD_EXPORT_INHERIT : 0);
+
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC,
+				 i % 2 ? 0 : FD_CLOEXEC);
+		if (i < 3)
+			kept[i] = fd;
+		else
+			close(fd);
+	}
+	ck_assert_int_eq(t_count_fds(), base + 6);
+	close(first);
+	ck_assert_int_eq(cfd_token_trigger(tok), 1);
+	for (int i = 0; i < 3; i++) {
+		ck_assert(revents_of(kept[i], POLLIN) & POLLHUP);
+		close(kept[i]);
+	}
+	ck_assert_int_eq(t_count_fds(), base); /* the pipe is gone */
+	cfd_token_unref(tok);
+}
+END_TEST
+
 START_TEST(test_export_freed_untriggered_hangs_up)
 {
 	struct cfd_token *tok, *imp;
@@ -1244,6 +1280,7 @@ static Suite *export_suite(void)
 	tc = t_tcase("exports");
 	tcase_add_test(tc, test_export_kinds);
 	tcase_add_test(tc, test_export_trigger_hangs_up);
+	tcase_add_test(tc, test_export_many_times_one_pipe);
 	tcase_add_test(tc, test_export_freed_untriggered_hangs_up);
 	suite_add_tcase(s, tc);
 
