@@ -113,7 +113,8 @@ struct op_slot {
 	uint64_t user_data;	 /* the caller's */
 	struct cfd_scope *scope; /* NULL when free */
 	uint32_t gen;
-	uint32_t prev, next; /* on the scope's list; free list uses next */
+	uint32_t next; /* the free list; a scope's ops are found by scanning
+			  the slots, on the rare paths that need them */
 	uint32_t flags;
 };
 
@@ -129,7 +130,6 @@ struct cfd_scope {
 	struct cfd_token *tok; /* referenced */
 	uint32_t watch;	       /* index, or NIL when the token had fired */
 	uint32_t pending;      /* ops in flight */
-	uint32_t ops;	       /* list of op slots */
 	bool detached;	       /* no caller reference: freed with its last op */
 	bool owed; /* some ops wait for a free SQE to be cancelled */
 	struct cfd_scope *wprev, *wnext; /* on the watch's list */
@@ -284,8 +284,6 @@ static inline void timer_want(struct cfd_uring *cu, int64_t deadline)
 }
 
 /* uring-scope.c */
-int scope_op_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
-		 uint64_t *user_data);
 void scope_cancel_ops(struct cfd_uring *cu, struct cfd_scope *s);
 void scopes_flush_owed(struct cfd_uring *cu, bool may_submit);
 void scope_destroy(struct cfd_scope *s);
@@ -321,6 +319,61 @@ static inline void wait_op_cqe(struct wait *w, uint32_t i,
 		o->done = 1;
 		w->inflight--;
 	}
+}
+
+/* ---- the hot path of a scope op's CQE (inline: one per op) ---- */
+
+static inline void slot_free(struct cfd_uring *cu, uint32_t idx)
+{
+	struct op_slot *o = &cu->slots[idx];
+
+	o->scope = NULL;
+	o->next = cu->slot_free;
+	cu->slot_free = idx;
+}
+
+/* Would this scope op's CQE free its scope (the last op of a scope
+ * nobody holds)?  That takes the slow path, which submits what the
+ * release queues. */
+static inline bool scope_op_frees(const struct cfd_uring *cu, uint64_t ud)
+{
+	uint32_t idx = ud_idx(ud);
+	const struct cfd_scope *s;
+
+	if (idx >= cu->nslots || !(s = cu->slots[idx].scope))
+		return false;
+	return s->detached && s->pending == 1;
+}
+
+static inline int scope_op_cqe(struct cfd_uring *cu,
+			       const struct io_uring_cqe *cqe,
+			       uint64_t *user_data)
+{
+	uint32_t idx = ud_idx(cqe->user_data);
+	struct cfd_scope *s;
+	struct op_slot *o;
+	int kind = CFD_CQE_OP;
+
+	if (idx >= cu->nslots)
+		return CFD_CQE_OWN;
+	o = &cu->slots[idx];
+	if (!o->scope || o->gen != ud_gen(cqe->user_data))
+		return CFD_CQE_OWN; /* forgotten with its cfd_uring */
+	*user_data = o->user_data;
+	/* -ECANCELED or -EINTR is the scope's doing only if the scope asked;
+	 * otherwise something else cancelled the op, and that is its own
+	 * result (a link predecessor failed, an outside ASYNC_CANCEL). */
+	if ((cqe->res == -ECANCELED || cqe->res == -EINTR) &&
+	    (o->flags & SLOT_CANCELLED))
+		kind = CFD_CQE_OP_CANCELLED;
+	if (cqe->flags & IORING_CQE_F_MORE)
+		return kind; /* a multishot op goes on */
+	s = o->scope;
+	slot_free(cu, idx);
+	s->pending--;
+	if (s->detached && !s->pending)
+		scope_destroy(s);
+	return kind;
 }
 
 #endif

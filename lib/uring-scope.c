@@ -17,14 +17,9 @@
 
 /* ---- op slots ---- */
 
-static uint32_t slot_alloc(struct cfd_uring *cu)
+/* A new slot at the end of the table, growing it in powers of two. */
+static uint32_t slot_grow(struct cfd_uring *cu)
 {
-	uint32_t idx = cu->slot_free;
-
-	if (idx != NIL) {
-		cu->slot_free = cu->slots[idx].next;
-		return idx;
-	}
 	if ((cu->nslots & (cu->nslots - 1)) == 0) {
 		uint32_t cap = cu->nslots ? cu->nslots * 2 : 64;
 		struct op_slot *n;
@@ -40,19 +35,14 @@ static uint32_t slot_alloc(struct cfd_uring *cu)
 	return cu->nslots++;
 }
 
-static void slot_unlink(struct cfd_uring *cu, uint32_t idx)
+static inline uint32_t slot_alloc(struct cfd_uring *cu)
 {
-	struct op_slot *o = &cu->slots[idx];
+	uint32_t idx = cu->slot_free;
 
-	if (o->prev != NIL)
-		cu->slots[o->prev].next = o->next;
-	else
-		o->scope->ops = o->next;
-	if (o->next != NIL)
-		cu->slots[o->next].prev = o->prev;
-	o->scope = NULL;
-	o->next = cu->slot_free;
-	cu->slot_free = idx;
+	if (idx == NIL)
+		return slot_grow(cu);
+	cu->slot_free = cu->slots[idx].next;
+	return idx;
 }
 
 /* ---- cancelling ---- */
@@ -99,10 +89,10 @@ static bool queue_cancel(struct cfd_uring *cu, uint32_t idx, bool may_submit)
 void scope_cancel_ops(struct cfd_uring *cu, struct cfd_scope *s)
 {
 	s->owed = false;
-	for (uint32_t i = s->ops; i != NIL; i = cu->slots[i].next) {
+	for (uint32_t i = 0; i < cu->nslots; i++) {
 		struct op_slot *o = &cu->slots[i];
 
-		if (o->flags & SLOT_SHIELD)
+		if (o->scope != s || (o->flags & SLOT_SHIELD))
 			continue;
 		if ((o->flags & SLOT_CANCELLED) && !(o->flags & SLOT_OWED))
 			continue;
@@ -121,56 +111,24 @@ void scopes_flush_owed(struct cfd_uring *cu, bool may_submit)
 {
 	bool still = false;
 
-	for (struct cfd_scope *s = cu->scopes; s; s = s->next) {
-		if (!s->owed)
-			continue;
+	for (struct cfd_scope *s = cu->scopes; s; s = s->next)
 		s->owed = false;
-		for (uint32_t i = s->ops; i != NIL; i = cu->slots[i].next) {
-			struct op_slot *o = &cu->slots[i];
+	for (uint32_t i = 0; i < cu->nslots; i++) {
+		struct op_slot *o = &cu->slots[i];
 
-			if (!(o->flags & SLOT_OWED))
-				continue;
-			if (queue_cancel(cu, i, may_submit))
-				o->flags &= ~SLOT_OWED;
-			else
-				s->owed = true;
+		if (!o->scope || !(o->flags & SLOT_OWED))
+			continue;
+		if (queue_cancel(cu, i, may_submit)) {
+			o->flags &= ~SLOT_OWED;
+		} else {
+			o->scope->owed = true;
+			still = true;
 		}
-		still |= s->owed;
 	}
 	cu->owed = still;
 }
 
 /* ---- a scope op's CQE ---- */
-
-int scope_op_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
-		 uint64_t *user_data)
-{
-	uint32_t idx = ud_idx(cqe->user_data);
-	struct cfd_scope *s;
-	struct op_slot *o;
-	int kind = CFD_CQE_OP;
-
-	if (idx >= cu->nslots)
-		return CFD_CQE_OWN;
-	o = &cu->slots[idx];
-	if (!o->scope || o->gen != ud_gen(cqe->user_data))
-		return CFD_CQE_OWN; /* forgotten with its cfd_uring */
-	*user_data = o->user_data;
-	/* -ECANCELED or -EINTR is the scope's doing only if the scope asked;
-	 * otherwise something else cancelled the op, and that is its own
-	 * result (a link predecessor failed, an outside ASYNC_CANCEL). */
-	if ((cqe->res == -ECANCELED || cqe->res == -EINTR) &&
-	    (o->flags & SLOT_CANCELLED))
-		kind = CFD_CQE_OP_CANCELLED;
-	if (cqe->flags & IORING_CQE_F_MORE)
-		return kind; /* a multishot op goes on */
-	s = o->scope;
-	slot_unlink(cu, idx);
-	s->pending--;
-	if (s->detached && !s->pending)
-		scope_destroy(s);
-	return kind;
-}
 
 /* ---- life cycle ---- */
 
@@ -209,12 +167,9 @@ void scope_destroy(struct cfd_scope *s)
 {
 	struct cfd_uring *cu = s->cu;
 
-	for (uint32_t i = s->ops; i != NIL;) {
-		uint32_t next = cu->slots[i].next;
-
-		slot_unlink(cu, i);
-		i = next;
-	}
+	for (uint32_t i = 0; i < cu->nslots; i++)
+		if (cu->slots[i].scope == s)
+			slot_free(cu, i);
 	if (s->watch != NIL)
 		watch_unlink_scope(cu, s);
 	if (s->prev)
@@ -257,7 +212,6 @@ CFD_EXPORT int cfd_scope_new(struct cfd_scope **ret, struct cfd_uring *cu,
 	s->cu = cu;
 	s->tok = tok;
 	s->watch = NIL;
-	s->ops = NIL;
 	/* A token that already triggered needs no watch: its ops are
 	 * cancelled as they are added. */
 	if (!cfd_token_triggered(tok)) {
@@ -334,6 +288,24 @@ CFD_EXPORT struct cfd_token *cfd_scope_token(struct cfd_scope *scope)
 	return scope ? scope->tok : NULL;
 }
 
+/* What cfd_scope_add() rarely has to do, out of its way: a scope whose
+ * token has triggered, or a poll whose re-arm found no SQE. */
+static void scope_add_rare(struct cfd_uring *cu, struct cfd_scope *scope,
+			   struct op_slot *o)
+{
+	if (!(o->flags & SLOT_SHIELD) &&
+	    (token_state(scope->tok) & ST_TRIGGERED)) {
+		/* Submitted and cancelled at once, so that it too arrives
+		 * once, as CFD_CQE_OP_CANCELLED (or with its own result if
+		 * it completed inline). */
+		o->flags |= SLOT_CANCELLED | SLOT_OWED;
+		scope->owed = cu->owed = true;
+		scopes_flush_owed(cu, false);
+	} else if (scope->watch != NIL && !cu->watches[scope->watch].armed) {
+		watch_ensure_armed(cu, scope->watch, false);
+	}
+}
+
 CFD_EXPORT int cfd_scope_add(struct cfd_scope *scope, struct io_uring_sqe *sqe,
 			     unsigned flags)
 {
@@ -358,27 +330,15 @@ CFD_EXPORT int cfd_scope_add(struct cfd_scope *scope, struct io_uring_sqe *sqe,
 	o->scope = scope;
 	o->gen = (o->gen + 1) & UD_GEN_MASK;
 	o->flags = (flags & CFD_SCOPE_SHIELD) ? SLOT_SHIELD : 0;
-	o->prev = NIL;
-	o->next = scope->ops;
-	if (o->next != NIL)
-		cu->slots[o->next].prev = idx;
-	scope->ops = idx;
 	scope->pending++;
 	sqe->user_data = ud_make(UD_SCOPE_OP, o->gen, idx);
-
 	/* Never submit here: the caller may hold SQEs it has not prepared
-	 * yet.  Anything that needs a submit is owed to the next call. */
-	if (!(o->flags & SLOT_SHIELD) && cfd_token_triggered(scope->tok)) {
-		/* Submitted and cancelled at once, so that it too arrives
-		 * once, as CFD_CQE_OP_CANCELLED (or with its own result if
-		 * it completed inline). */
-		o->flags |= SLOT_CANCELLED | SLOT_OWED;
-		scope->owed = cu->owed = true;
-		scopes_flush_owed(cu, false);
-	} else if (scope->watch != NIL) {
-		/* re-arm a poll whose re-arm found no SQE */
-		watch_ensure_armed(cu, scope->watch, false);
-	}
+	 * yet.  Anything that needs a submit is owed to the next call.  The
+	 * poll is the scope's watch; unarmed, or the token triggered, is
+	 * rare. */
+	if (scope->watch == NIL || !cu->watches[scope->watch].armed ||
+	    (token_state(scope->tok) & ST_TRIGGERED))
+		scope_add_rare(cu, scope, o);
 	return 0;
 }
 

@@ -541,20 +541,13 @@ int cu_dispatch(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
 	return CFD_CQE_OWN;
 }
 
-CFD_EXPORT int cfd_uring_cqe(struct cfd_uring *cu,
-			     const struct io_uring_cqe *cqe,
-			     uint64_t *user_data)
+/* Everything but the caller's own CQEs and a scope op's: owed cancels,
+ * the library's polls, timers and cancels, and what they submit. */
+static int cqe_slow(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
+		    uint64_t *user_data)
 {
 	int r;
 
-	if (!cu || !cqe || !user_data)
-		return -EINVAL;
-	if (!cu_check(cu))
-		return -ECHILD;
-	if (!ud_is_own(cqe->user_data) && !cu->owed) {
-		*user_data = cqe->user_data;
-		return CFD_CQE_OP;
-	}
 	if (cu->owed)
 		scopes_flush_owed(cu, true);
 	r = cu_dispatch(cu, cqe, user_data);
@@ -563,6 +556,30 @@ CFD_EXPORT int cfd_uring_cqe(struct cfd_uring *cu,
 	if (cu->dirty)
 		cu_submit(cu);
 	return r;
+}
+
+CFD_EXPORT int cfd_uring_cqe(struct cfd_uring *cu,
+			     const struct io_uring_cqe *cqe,
+			     uint64_t *user_data)
+{
+	uint64_t ud;
+
+	if (!cu || !cqe || !user_data)
+		return -EINVAL;
+	if (!cu_check(cu))
+		return -ECHILD;
+	ud = cqe->user_data;
+	if (!cu->owed && !cu->dirty) {
+		/* The two common cases, one per CQE of a busy loop: the
+		 * caller's own op, and an op of a scope. */
+		if (!ud_is_own(ud)) {
+			*user_data = ud;
+			return CFD_CQE_OP;
+		}
+		if (ud_kind(ud) == UD_SCOPE_OP && !scope_op_frees(cu, ud))
+			return scope_op_cqe(cu, cqe, user_data);
+	}
+	return cqe_slow(cu, cqe, user_data);
 }
 
 /* ---- the backlog ---- */
