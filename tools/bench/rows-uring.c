@@ -504,6 +504,11 @@ static int64_t clat_wait_one(struct clat *c, int i)
 	op.user_data = UD_READ;
 	atomic_store(&c->armed, i + 1);
 	r = cfd_uring_wait(c->cu, c->tok[i], &op, 1, CFD_FOREVER, 0, &res, &wr);
+	/* Preempted for longer than S's 20 us before the submit (it happens
+	 * on a VM): the token had fired, nothing was pending, nothing to
+	 * time.  The sample is dropped. */
+	if (r == CFD_WAIT_TOKEN && res.state == CFD_OP_NOT_SUBMITTED)
+		return 0;
 	if (r != CFD_WAIT_TOKEN || res.state != CFD_OP_CANCELLED)
 		die("cancel latency: cfd_uring_wait %d, op state %d", r,
 		    res.state);
@@ -581,6 +586,8 @@ static void clat_run(struct clat *c, enum cmode m, struct row *r,
 			break;
 		}
 		/* S stamps t0 before it fires, so t0 is there by now. */
+		if (!t1)
+			continue; /* dropped: fired before the op was pending */
 		if (record && m == C_RAW) {
 			row_base(r, (double)(t1 - c->t0[i]));
 			row_base(r2, (double)(t1 - c->t0[i]));
