@@ -232,6 +232,13 @@ static inline uint32_t token_unlock_unref(struct cfd_token *t)
 	return (uint32_t)(new >> 32);
 }
 
+/* The check every public function starts with: -EINVAL for NULL,
+ * -ECHILD for a token made in another process, else 0. */
+static inline int token_validate(const struct cfd_token *t)
+{
+	return t ? token_check_process(t) : -EINVAL;
+}
+
 #define CFD_NAME_MAX 4096
 
 /* strdup() allocates inside libc, out of reach of the tests' allocation

@@ -234,9 +234,7 @@ static int check_token(struct cfd_token *tok, struct cfd_source **ret)
 {
 	int r;
 
-	if (!tok)
-		return -EINVAL;
-	r = token_check_process(tok);
+	r = token_validate(tok);
 	if (r < 0)
 		return r;
 	if (token_state(tok) & ST_TRIGGERED) {

@@ -320,11 +320,9 @@ int token_trigger_from(struct cfd_token *t, struct cfd_token *from)
 
 CFD_EXPORT int cfd_token_trigger(struct cfd_token *tok)
 {
-	if (!tok)
-		return -EINVAL;
-	if (token_check_process(tok) < 0)
-		return -ECHILD;
-	return token_trigger(tok, CFD_REASON_MANUAL, 0, NULL);
+	int r = token_validate(tok);
+
+	return r < 0 ? r : token_trigger(tok, CFD_REASON_MANUAL, 0, NULL);
 }
 
 CFD_EXPORT int cfd_token_trigger_msg(struct cfd_token *tok, const char *message)
@@ -332,9 +330,7 @@ CFD_EXPORT int cfd_token_trigger_msg(struct cfd_token *tok, const char *message)
 	char *copy = NULL;
 	int r;
 
-	if (!tok)
-		return -EINVAL;
-	r = token_check_process(tok);
+	r = token_validate(tok);
 	if (r < 0)
 		return r;
 	if (token_state(tok) & ST_TRIGGERED)
@@ -355,9 +351,7 @@ CFD_EXPORT int cfd_token_check(const struct cfd_token *tok)
 {
 	int r;
 
-	if (!tok)
-		return -EINVAL;
-	r = token_check_process(tok);
+	r = token_validate(tok);
 	if (r < 0)
 		return r;
 	return (token_state(tok) & ST_TRIGGERED) ? -ECANCELED : 0;
@@ -368,9 +362,7 @@ CFD_EXPORT int cfd_token_wait(struct cfd_token *tok, int64_t timeout_ns)
 	struct timespec deadline, *dl = NULL;
 	int r;
 
-	if (!tok)
-		return -EINVAL;
-	r = token_check_process(tok);
+	r = token_validate(tok);
 	if (r < 0)
 		return r;
 	if (token_state(tok) & ST_TRIGGERED)
@@ -417,9 +409,7 @@ CFD_EXPORT int cfd_token_fd(struct cfd_token *tok)
 	bool was;
 	int fd, r;
 
-	if (!tok)
-		return -EINVAL;
-	r = token_check_process(tok);
+	r = token_validate(tok);
 	if (r < 0)
 		return r;
 	fd = atomic_load_explicit(&tok->fd, memory_order_acquire);
@@ -468,9 +458,7 @@ CFD_EXPORT int cfd_token_reason(const struct cfd_token *tok)
 	uint32_t s;
 	int r;
 
-	if (!tok)
-		return -EINVAL;
-	r = token_check_process(tok);
+	r = token_validate(tok);
 	if (r < 0)
 		return r;
 	s = token_state(tok);
@@ -500,9 +488,7 @@ CFD_EXPORT int cfd_token_signal(const struct cfd_token *tok)
 {
 	int r;
 
-	if (!tok)
-		return -EINVAL;
-	r = token_check_process(tok);
+	r = token_validate(tok);
 	if (r < 0)
 		return r;
 	return (int)((token_state(tok) & ST_SIGNO_MASK) >> ST_SIGNO_SHIFT);
@@ -513,9 +499,7 @@ CFD_EXPORT int64_t cfd_token_trigger_time(const struct cfd_token *tok)
 	struct cfd_token *o;
 	int r;
 
-	if (!tok)
-		return -EINVAL;
-	r = token_check_process(tok);
+	r = token_validate(tok);
 	if (r < 0)
 		return r;
 	o = token_origin_wait(tok);
