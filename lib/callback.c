@@ -305,9 +305,8 @@ cfd_registration_free(struct cfd_registration *reg)
 /* ---- internal registrations (sources, export) ---- */
 
 int registration_add(struct cfd_registration *reg, struct cfd_token *t,
-		     cfd_callback_fn fn, void *userdata, unsigned flags)
+		     cfd_callback_fn fn, void *userdata)
 {
-	(void)flags;
 	registration_init(reg, t, fn, userdata, REG_INTERNAL);
 	return listener_add(t, &reg->node, 0) == 1;
 }

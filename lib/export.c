@@ -222,7 +222,7 @@ static int export_pipe(struct cfd_token *tok, unsigned flags)
 	e->reg.on_release = pipe_export_released;
 	e->reg.on_done = pipe_export_done;
 	if (fd < 0 ||
-	    registration_add(&e->reg, tok, pipe_export_triggered, e, 0)) {
+	    registration_add(&e->reg, tok, pipe_export_triggered, e)) {
 		/* Failed, or triggered already: the read end hangs up. */
 		pipe_export_close(e);
 		free(e);

@@ -354,7 +354,7 @@ void registration_release_listed(struct cfd_registration *reg);
 /* Register an internal callback (sources, export). Same returns as
  * cfd_token_on_trigger(); the registration is caller-allocated. */
 int registration_add(struct cfd_registration *reg, struct cfd_token *t,
-		     cfd_callback_fn fn, void *userdata, unsigned flags);
+		     cfd_callback_fn fn, void *userdata);
 /* Wait-free for the caller's own thread; waits for other threads. */
 void registration_remove(struct cfd_registration *reg);
 

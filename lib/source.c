@@ -103,9 +103,6 @@ static void source_registration_done(struct cfd_registration *reg)
 
 /* ---- firing, and waiting for a fire in progress ---- */
 
-#define FIRING 1u
-#define FIRING_WAITER 2u
-
 static void fire_done(struct cfd_source *src)
 {
 	if (atomic_exchange(&src->firing, 0) & FIRING_WAITER)
@@ -210,7 +207,7 @@ static int source_add(struct cfd_source **ret, struct cfd_token *tok,
 	source_ref(src); /* the registration's */
 	src->reg.on_release = source_token_released;
 	src->reg.on_done = source_registration_done;
-	if (registration_add(&src->reg, tok, source_token_triggered, src, 0)) {
+	if (registration_add(&src->reg, tok, source_token_triggered, src)) {
 		/* The token triggered meanwhile: no source needed. */
 		source_detach(src);
 		source_unref(src); /* the registration's */

@@ -273,6 +273,19 @@ void token_write_fd_slow(int fd)
 	}
 }
 
+/* The winner's part, once its cause is set: publish the origin (which
+ * readers of the cause wait for), wake the fd, fan out. */
+static void token_fired(struct cfd_token *t, struct cfd_token *origin,
+			uint32_t won)
+{
+	struct fanout f;
+
+	atomic_store_explicit(&t->origin, origin, memory_order_release);
+	token_write_fd(t);
+	fanout_init(&f);
+	fanout_run(&f, t, won & ST_LOCKED);
+}
+
 int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
 		  char *message)
 {
@@ -280,7 +293,6 @@ int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
 	 * the trigger's own compare-and-swap when it looks worth it. */
 	bool busy = atomic_load_explicit(&t->listeners, memory_order_relaxed);
 	uint32_t won = token_set_triggered(t, reason, signo, busy);
-	struct fanout f;
 
 	if (!won) {
 		free(message);
@@ -288,10 +300,7 @@ int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
 	}
 	t->time = cfd_now_coarse();
 	t->message = message;
-	atomic_store_explicit(&t->origin, t, memory_order_release);
-	token_write_fd(t);
-	fanout_init(&f);
-	fanout_run(&f, t, won & ST_LOCKED);
+	token_fired(t, t, won);
 	return 1;
 }
 
@@ -300,7 +309,6 @@ int token_trigger_from(struct cfd_token *t, struct cfd_token *from)
 	struct cfd_token *o = cfd_token_origin(from);
 	bool busy = atomic_load_explicit(&t->listeners, memory_order_relaxed);
 	uint32_t won;
-	struct fanout f;
 
 	if (!o)
 		return token_trigger(t, CFD_REASON_MANUAL, 0, NULL);
@@ -311,10 +319,7 @@ int token_trigger_from(struct cfd_token *t, struct cfd_token *from)
 		return 0;
 	cfd_token_ref(o);
 	atomic_fetch_or(&t->word, (uint64_t)ST_ORIGIN_HELD);
-	atomic_store_explicit(&t->origin, o, memory_order_release);
-	token_write_fd(t);
-	fanout_init(&f);
-	fanout_run(&f, t, won & ST_LOCKED);
+	token_fired(t, o, won);
 	return 1;
 }
 

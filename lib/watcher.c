@@ -410,7 +410,7 @@ static void fire_queue(struct fire_list *fl, struct cfd_source *src,
 	/* Mark the fire in progress while still under the lock, so that a
 	 * cfd_source_free() that detaches after us waits for it. */
 	atomic_store(&src->firing_in, watcher_thread_marker());
-	atomic_store(&src->firing, 1);
+	atomic_store(&src->firing, FIRING);
 }
 
 static void fire_all(struct fire_list *fl)

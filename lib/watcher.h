@@ -42,7 +42,7 @@ struct cfd_source {
 	void *userdata;
 	/* A fire in progress (set under w->lock while attached), and the
 	 * thread doing it, so that cfd_source_free() can wait for it. */
-	_Atomic uint32_t firing;
+	_Atomic uint32_t firing; /* FIRING, and FIRING_WAITER if waited for */
 	const void *_Atomic firing_in;
 	/* Fd sources: the dup and its slot in the epoll set. */
 	int fd;
@@ -55,6 +55,9 @@ struct cfd_source {
 	struct cfd_token *fire_tok;
 	unsigned fire_signo;
 };
+
+#define FIRING 1u
+#define FIRING_WAITER 2u
 
 /* Epoll data: a slot index and the slot's generation, so that an event for
  * a slot reused meanwhile is recognised as stale. */
