@@ -52,14 +52,13 @@ static inline void cfd_futex_wake_all(_Atomic uint32_t *addr)
  * child handler advances the generation, so an inherited object is detected
  * with one load instead of a getpid() system call.
  */
-extern _Atomic uint32_t cfd_fork_generation;
+#define CFD_GEN_MASK 0x7fffu /* the generation bits of a token's word */
+extern _Atomic uint32_t cfd_fork_generation; /* < CFD_GEN_MASK + 1 */
 void cfd_process_init(void);
 
 static inline uint32_t cfd_generation(void)
 {
-	return atomic_load_explicit(&cfd_fork_generation,
-				    memory_order_relaxed) &
-	       0x7fff;
+	return atomic_load_explicit(&cfd_fork_generation, memory_order_relaxed);
 }
 
 /* ---- listeners: what hangs off a token ---- */

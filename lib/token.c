@@ -60,10 +60,15 @@ void token_lock_slow(struct cfd_token *t, uint64_t add)
 _Atomic uint32_t cfd_fork_generation;
 static pthread_once_t process_once = PTHREAD_ONCE_INIT;
 
+/* Kept within the 15 bits a token's word has for it, so that the check
+ * every call makes is a load and a compare.  The child has one thread. */
 static void after_fork_in_child(void)
 {
-	atomic_fetch_add_explicit(&cfd_fork_generation, 1,
-				  memory_order_relaxed);
+	uint32_t g =
+	    atomic_load_explicit(&cfd_fork_generation, memory_order_relaxed);
+
+	atomic_store_explicit(&cfd_fork_generation, (g + 1) & CFD_GEN_MASK,
+			      memory_order_relaxed);
 }
 
 static void process_setup(void)

@@ -78,6 +78,13 @@ static inline uint32_t ud_idx(uint64_t ud)
 	return (uint32_t)ud & UD_IDX_MASK;
 }
 
+/* Tag and kind at once: a scope op's CQE is the hot case. */
+static inline bool ud_is_scope_op(uint64_t ud)
+{
+	return (ud >> 44) ==
+	       (((uint64_t)CFD_URING_UDATA_TAG << 4) | UD_SCOPE_OP);
+}
+
 /* ---- token watches: one multishot poll per token and ring ---- */
 
 #define NIL UINT32_MAX
@@ -105,18 +112,37 @@ struct watch {
 
 /* ---- scope ops ---- */
 
+/* op_slot.meta: the generation of the slot's op, and its state */
 #define SLOT_SHIELD (1u << 0)
 #define SLOT_CANCELLED (1u << 1) /* the scope asked to cancel it */
 #define SLOT_OWED (1u << 2)	 /* ... but no SQE was free yet */
+#define SLOT_LIVE (1u << 3)	 /* an op is in flight */
+#define SLOT_GEN_SHIFT 12	 /* 20 bits, as in user_data */
+#define SLOT_STATE_MASK ((1u << SLOT_GEN_SHIFT) - 1)
 
+/* 24 bytes: what an op in flight costs in cache is what its CQE waits on. */
 struct op_slot {
 	uint64_t user_data;	 /* the caller's */
 	struct cfd_scope *scope; /* NULL when free */
-	uint32_t gen;
-	uint32_t next; /* the free list; a scope's ops are found by scanning
-			  the slots, on the rare paths that need them */
-	uint32_t flags;
+	uint32_t meta;		 /* generation << SLOT_GEN_SHIFT | SLOT_* */
 };
+
+/* The user_data the slot's op carries on the ring. */
+static inline uint64_t slot_ud(const struct op_slot *o, uint32_t idx)
+{
+	return ud_make(UD_SCOPE_OP, o->meta >> SLOT_GEN_SHIFT, idx);
+}
+
+/* Is ud (a UD_SCOPE_OP of this slot's index) the op in flight in it?
+ * One compare: ud's generation lands where meta keeps it. */
+static inline bool slot_matches(const struct op_slot *o, uint64_t ud)
+{
+	uint32_t want =
+	    ((uint32_t)(ud >> (24 - SLOT_GEN_SHIFT)) & ~SLOT_STATE_MASK) |
+	    SLOT_LIVE;
+
+	return (o->meta & ~(SLOT_STATE_MASK & ~SLOT_LIVE)) == want;
+}
 
 struct scope_link {
 	struct scope_link *next;
@@ -173,12 +199,31 @@ struct backlog_entry {
 };
 
 struct cfd_uring {
-	_Atomic uint32_t refs;
+	/* What every cfd_scope_add() and cfd_uring_cqe() reads, in the
+	 * first cache line. */
 	uint32_t fork_gen;
+	/* Work for the next call that may submit; cfd_uring_cqe()'s fast
+	 * path tests both flags with one compare. */
+	union {
+		struct {
+			bool dirty; /* SQEs prepared that must be submitted */
+			bool owed;  /* some scope has cancels owed */
+		};
+		uint16_t work;
+	};
+	/* scope ops: the slots, and the free ones as a stack of indices
+	 * (taking one is a load and a decrement; a linked free list made a
+	 * chain of dependent loads from one op to the next).  A scope's ops
+	 * are found by scanning the slots, on the rare paths that need
+	 * them. */
+	uint32_t nslots, nfree;
+	struct op_slot *slots;
+	uint32_t *free_slots;
+
+	_Atomic uint32_t refs;
 	struct io_uring *ring;
 	size_t cqe_size;
 	uint32_t gen; /* source of user_data generations */
-	bool dirty;   /* SQEs prepared that must be submitted */
 
 	/* token watches, hashed by token address */
 	struct watch *watches;
@@ -197,11 +242,7 @@ struct cfd_uring {
 
 	struct wait *wait; /* the running wait, if any */
 
-	/* scope ops */
-	struct op_slot *slots;
-	uint32_t nslots, slot_free;
 	struct cfd_scope *scopes;
-	bool owed; /* some scope has cancels owed */
 
 	/* CQEs of other ops reaped during a wait */
 	struct backlog_entry *backlog;
@@ -327,29 +368,28 @@ static inline void slot_free(struct cfd_uring *cu, uint32_t idx)
 {
 	struct op_slot *o = &cu->slots[idx];
 
+	o->meta &= ~SLOT_STATE_MASK; /* the generation stays */
 	o->scope = NULL;
-	o->next = cu->slot_free;
-	cu->slot_free = idx;
+	cu->free_slots[cu->nfree++] = idx;
 }
 
-/* Would this scope op's CQE free its scope (the last op of a scope
- * nobody holds)?  That takes the slow path, which submits what the
- * release queues. */
-static inline bool scope_op_frees(const struct cfd_uring *cu, uint64_t ud)
-{
-	uint32_t idx = ud_idx(ud);
-	const struct cfd_scope *s;
+int scope_op_last(struct cfd_uring *cu, struct cfd_scope *s, int kind,
+		  bool submit);
 
-	if (idx >= cu->nslots || !(s = cu->slots[idx].scope))
-		return false;
-	return s->detached && s->pending == 1;
-}
-
+/*
+ * A scope op's CQE: CFD_CQE_OP or CFD_CQE_OP_CANCELLED with the caller's
+ * user_data, or CFD_CQE_OWN for a CQE of no op in flight (one forgotten
+ * with its cfd_uring).  The last op of a scope nobody holds frees the
+ * scope, and with submit, submits what that queues.  Written so that
+ * cfd_uring_cqe()'s fast path makes no call but a tail call: no registers
+ * to save on the way in.
+ */
 static inline int scope_op_cqe(struct cfd_uring *cu,
 			       const struct io_uring_cqe *cqe,
-			       uint64_t *user_data)
+			       uint64_t *user_data, bool submit)
 {
-	uint32_t idx = ud_idx(cqe->user_data);
+	uint64_t ud = cqe->user_data;
+	uint32_t idx = ud_idx(ud);
 	struct cfd_scope *s;
 	struct op_slot *o;
 	int kind = CFD_CQE_OP;
@@ -357,23 +397,22 @@ static inline int scope_op_cqe(struct cfd_uring *cu,
 	if (idx >= cu->nslots)
 		return CFD_CQE_OWN;
 	o = &cu->slots[idx];
-	if (!o->scope || o->gen != ud_gen(cqe->user_data))
-		return CFD_CQE_OWN; /* forgotten with its cfd_uring */
+	if (!slot_matches(o, ud))
+		return CFD_CQE_OWN;
 	*user_data = o->user_data;
 	/* -ECANCELED or -EINTR is the scope's doing only if the scope asked;
 	 * otherwise something else cancelled the op, and that is its own
 	 * result (a link predecessor failed, an outside ASYNC_CANCEL). */
-	if ((cqe->res == -ECANCELED || cqe->res == -EINTR) &&
-	    (o->flags & SLOT_CANCELLED))
+	if ((o->meta & SLOT_CANCELLED) &&
+	    (cqe->res == -ECANCELED || cqe->res == -EINTR))
 		kind = CFD_CQE_OP_CANCELLED;
 	if (cqe->flags & IORING_CQE_F_MORE)
 		return kind; /* a multishot op goes on */
 	s = o->scope;
 	slot_free(cu, idx);
-	s->pending--;
-	if (s->detached && !s->pending)
-		scope_destroy(s);
-	return kind;
+	if (--s->pending || !s->detached)
+		return kind;
+	return scope_op_last(cu, s, kind, submit);
 }
 
 #endif

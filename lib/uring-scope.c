@@ -17,32 +17,29 @@
 
 /* ---- op slots ---- */
 
-/* A new slot at the end of the table, growing it in powers of two. */
+/* A new slot at the end of the table, growing it (and the stack of free
+ * slots, which never holds more) in powers of two. */
 static uint32_t slot_grow(struct cfd_uring *cu)
 {
 	if ((cu->nslots & (cu->nslots - 1)) == 0) {
 		uint32_t cap = cu->nslots ? cu->nslots * 2 : 64;
 		struct op_slot *n;
+		uint32_t *f;
 
 		if (cap > UD_IDX_MAX + 1u)
 			return NIL;
+		f = realloc(cu->free_slots, cap * sizeof(*f));
+		if (!f)
+			return NIL;
+		cu->free_slots = f;
 		n = realloc(cu->slots, cap * sizeof(*n));
 		if (!n)
 			return NIL;
 		cu->slots = n;
 	}
-	cu->slots[cu->nslots].gen = 0;
+	cu->slots[cu->nslots].meta = 0;
+	cu->slots[cu->nslots].scope = NULL;
 	return cu->nslots++;
-}
-
-static inline uint32_t slot_alloc(struct cfd_uring *cu)
-{
-	uint32_t idx = cu->slot_free;
-
-	if (idx == NIL)
-		return slot_grow(cu);
-	cu->slot_free = cu->slots[idx].next;
-	return idx;
 }
 
 /* ---- cancelling ---- */
@@ -78,9 +75,10 @@ static bool queue_cancel(struct cfd_uring *cu, uint32_t idx, bool may_submit)
 	sqe = may_submit ? cu_get_sqe(cu) : io_uring_get_sqe(cu->ring);
 	if (!sqe)
 		return false;
-	io_uring_prep_cancel64(sqe, ud_make(UD_SCOPE_OP, o->gen, idx), 0);
+	io_uring_prep_cancel64(sqe, slot_ud(o, idx), 0);
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-	sqe->user_data = ud_make(UD_SCOPE_CANCEL, o->gen, idx);
+	sqe->user_data =
+	    ud_make(UD_SCOPE_CANCEL, o->meta >> SLOT_GEN_SHIFT, idx);
 	cu->dirty = true;
 	return true;
 }
@@ -92,15 +90,15 @@ void scope_cancel_ops(struct cfd_uring *cu, struct cfd_scope *s)
 	for (uint32_t i = 0; i < cu->nslots; i++) {
 		struct op_slot *o = &cu->slots[i];
 
-		if (o->scope != s || (o->flags & SLOT_SHIELD))
+		if (o->scope != s || (o->meta & SLOT_SHIELD))
 			continue;
-		if ((o->flags & SLOT_CANCELLED) && !(o->flags & SLOT_OWED))
+		if ((o->meta & SLOT_CANCELLED) && !(o->meta & SLOT_OWED))
 			continue;
-		o->flags |= SLOT_CANCELLED;
+		o->meta |= SLOT_CANCELLED;
 		if (queue_cancel(cu, i, true)) {
-			o->flags &= ~SLOT_OWED;
+			o->meta &= ~SLOT_OWED;
 		} else {
-			o->flags |= SLOT_OWED;
+			o->meta |= SLOT_OWED;
 			s->owed = cu->owed = true;
 		}
 	}
@@ -116,10 +114,10 @@ void scopes_flush_owed(struct cfd_uring *cu, bool may_submit)
 	for (uint32_t i = 0; i < cu->nslots; i++) {
 		struct op_slot *o = &cu->slots[i];
 
-		if (!o->scope || !(o->flags & SLOT_OWED))
+		if (!o->scope || !(o->meta & SLOT_OWED))
 			continue;
 		if (queue_cancel(cu, i, may_submit)) {
-			o->flags &= ~SLOT_OWED;
+			o->meta &= ~SLOT_OWED;
 		} else {
 			o->scope->owed = true;
 			still = true;
@@ -127,8 +125,6 @@ void scopes_flush_owed(struct cfd_uring *cu, bool may_submit)
 	}
 	cu->owed = still;
 }
-
-/* ---- a scope op's CQE ---- */
 
 /* ---- life cycle ---- */
 
@@ -181,6 +177,17 @@ void scope_destroy(struct cfd_scope *s)
 	links_free(s);
 	cfd_token_unref(s->tok);
 	free(s);
+}
+
+/* The last op of a detached scope is in: free the scope (out of line,
+ * see scope_op_cqe()); submit: tell the kernel what that queued. */
+__attribute__((noinline)) int
+scope_op_last(struct cfd_uring *cu, struct cfd_scope *s, int kind, bool submit)
+{
+	scope_destroy(s);
+	if (submit && cu->dirty)
+		cu_submit(cu);
+	return kind;
 }
 
 CFD_EXPORT int cfd_scope_new(struct cfd_scope **ret, struct cfd_uring *cu,
@@ -288,29 +295,70 @@ CFD_EXPORT struct cfd_token *cfd_scope_token(struct cfd_scope *scope)
 	return scope ? scope->tok : NULL;
 }
 
-/* What cfd_scope_add() rarely has to do, out of its way: a scope whose
- * token has triggered, or a poll whose re-arm found no SQE. */
-static void scope_add_rare(struct cfd_uring *cu, struct cfd_scope *scope,
-			   struct op_slot *o)
+/* What cfd_scope_add() rarely has to do, out of its way (and out of
+ * line, so that the common path is a leaf): a scope whose token has
+ * triggered, or a poll whose re-arm found no SQE. */
+static __attribute__((noinline)) int
+scope_add_rare(struct cfd_uring *cu, struct cfd_scope *scope, struct op_slot *o)
 {
-	if (!(o->flags & SLOT_SHIELD) &&
+	if (!(o->meta & SLOT_SHIELD) &&
 	    (token_state(scope->tok) & ST_TRIGGERED)) {
 		/* Submitted and cancelled at once, so that it too arrives
 		 * once, as CFD_CQE_OP_CANCELLED (or with its own result if
 		 * it completed inline). */
-		o->flags |= SLOT_CANCELLED | SLOT_OWED;
+		o->meta |= SLOT_CANCELLED | SLOT_OWED;
 		scope->owed = cu->owed = true;
 		scopes_flush_owed(cu, false);
 	} else if (scope->watch != NIL && !cu->watches[scope->watch].armed) {
 		watch_ensure_armed(cu, scope->watch, false);
 	}
+	return 0;
+}
+
+/* Track the op of sqe in slot idx (taken off the free list). */
+static inline int scope_add_at(struct cfd_uring *cu, struct cfd_scope *scope,
+			       struct io_uring_sqe *sqe, unsigned flags,
+			       uint32_t idx)
+{
+	struct op_slot *o = &cu->slots[idx];
+	/* the next generation (it wraps around in the top bits) */
+	uint32_t meta =
+	    ((o->meta + (1u << SLOT_GEN_SHIFT)) & ~SLOT_STATE_MASK) | SLOT_LIVE;
+
+	if (flags & CFD_SCOPE_SHIELD)
+		meta |= SLOT_SHIELD;
+	o->user_data = sqe->user_data;
+	o->scope = scope;
+	o->meta = meta;
+	sqe->user_data = ud_make(UD_SCOPE_OP, meta >> SLOT_GEN_SHIFT, idx);
+	scope->pending++;
+	/* Never submit here: the caller may hold SQEs it has not prepared
+	 * yet.  Anything that needs a submit is owed to the next call.  The
+	 * poll is the scope's watch; unarmed, or the token triggered, is
+	 * rare. */
+	if (scope->watch == NIL || !cu->watches[scope->watch].armed ||
+	    (token_state(scope->tok) & ST_TRIGGERED))
+		return scope_add_rare(cu, scope, o);
+	return 0;
+}
+
+/* No free slot: grow the table (out of line, like scope_add_rare()). */
+static __attribute__((noinline)) int scope_add_grow(struct cfd_uring *cu,
+						    struct cfd_scope *scope,
+						    struct io_uring_sqe *sqe,
+						    unsigned flags)
+{
+	uint32_t idx = slot_grow(cu);
+
+	if (idx == NIL)
+		return -ENOMEM;
+	return scope_add_at(cu, scope, sqe, flags, idx);
 }
 
 CFD_EXPORT int cfd_scope_add(struct cfd_scope *scope, struct io_uring_sqe *sqe,
 			     unsigned flags)
 {
 	struct cfd_uring *cu;
-	struct op_slot *o;
 	uint32_t idx;
 
 	if (!scope || !sqe || (flags & ~CFD_SCOPE_SHIELD))
@@ -322,24 +370,10 @@ CFD_EXPORT int cfd_scope_add(struct cfd_scope *scope, struct io_uring_sqe *sqe,
 	 * user_data is the library's (or this SQE was added already). */
 	if ((sqe->flags & IOSQE_CQE_SKIP_SUCCESS) || ud_is_own(sqe->user_data))
 		return -EINVAL;
-	idx = slot_alloc(cu);
-	if (idx == NIL)
-		return -ENOMEM;
-	o = &cu->slots[idx];
-	o->user_data = sqe->user_data;
-	o->scope = scope;
-	o->gen = (o->gen + 1) & UD_GEN_MASK;
-	o->flags = (flags & CFD_SCOPE_SHIELD) ? SLOT_SHIELD : 0;
-	scope->pending++;
-	sqe->user_data = ud_make(UD_SCOPE_OP, o->gen, idx);
-	/* Never submit here: the caller may hold SQEs it has not prepared
-	 * yet.  Anything that needs a submit is owed to the next call.  The
-	 * poll is the scope's watch; unarmed, or the token triggered, is
-	 * rare. */
-	if (scope->watch == NIL || !cu->watches[scope->watch].armed ||
-	    (token_state(scope->tok) & ST_TRIGGERED))
-		scope_add_rare(cu, scope, o);
-	return 0;
+	if (!cu->nfree)
+		return scope_add_grow(cu, scope, sqe, flags);
+	idx = cu->free_slots[--cu->nfree];
+	return scope_add_at(cu, scope, sqe, flags, idx);
 }
 
 CFD_EXPORT int cfd_scope_cancel(struct cfd_scope *scope)

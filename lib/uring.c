@@ -90,7 +90,6 @@ CFD_EXPORT int cfd_uring_new(struct cfd_uring **ret, struct io_uring *ring)
 	cu->watch_free = NIL;
 	cu->idle_head = cu->idle_tail = NIL;
 	cu->last_watch = NIL;
-	cu->slot_free = NIL;
 	*ret = cu;
 	return 0;
 }
@@ -132,6 +131,7 @@ static void cu_destroy(struct cfd_uring *cu)
 	free(cu->watches);
 	free(cu->buckets);
 	free(cu->slots);
+	free(cu->free_slots);
 	free(cu->backlog);
 	free(cu->wops);
 	free(cu);
@@ -517,7 +517,7 @@ int cu_dispatch(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
 		return CFD_CQE_OP;
 	switch (ud_kind(ud)) {
 	case UD_SCOPE_OP:
-		return scope_op_cqe(cu, cqe, user_data);
+		return scope_op_cqe(cu, cqe, user_data, false);
 	case UD_POLL:
 		watch_cqe(cu, cqe);
 		break;
@@ -542,9 +542,11 @@ int cu_dispatch(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
 }
 
 /* Everything but the caller's own CQEs and a scope op's: owed cancels,
- * the library's polls, timers and cancels, and what they submit. */
-static int cqe_slow(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
-		    uint64_t *user_data)
+ * the library's polls, timers and cancels, and what they submit.  Out of
+ * line, so that cfd_uring_cqe()'s fast path stays a leaf. */
+static __attribute__((noinline)) int cqe_slow(struct cfd_uring *cu,
+					      const struct io_uring_cqe *cqe,
+					      uint64_t *user_data)
 {
 	int r;
 
@@ -568,16 +570,16 @@ CFD_EXPORT int cfd_uring_cqe(struct cfd_uring *cu,
 		return -EINVAL;
 	if (!cu_check(cu))
 		return -ECHILD;
+	if (cu->work)
+		return cqe_slow(cu, cqe, user_data);
+	/* The two common cases, one per CQE of a busy loop: an op of a
+	 * scope, and the caller's own op. */
 	ud = cqe->user_data;
-	if (!cu->owed && !cu->dirty) {
-		/* The two common cases, one per CQE of a busy loop: the
-		 * caller's own op, and an op of a scope. */
-		if (!ud_is_own(ud)) {
-			*user_data = ud;
-			return CFD_CQE_OP;
-		}
-		if (ud_kind(ud) == UD_SCOPE_OP && !scope_op_frees(cu, ud))
-			return scope_op_cqe(cu, cqe, user_data);
+	if (ud_is_scope_op(ud))
+		return scope_op_cqe(cu, cqe, user_data, true);
+	if (!ud_is_own(ud)) {
+		*user_data = ud;
+		return CFD_CQE_OP;
 	}
 	return cqe_slow(cu, cqe, user_data);
 }
