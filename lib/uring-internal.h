@@ -123,7 +123,7 @@ struct watch {
 /* 24 bytes: what an op in flight costs in cache is what its CQE waits on. */
 struct op_slot {
 	uint64_t user_data;	 /* the caller's */
-	struct cfd_scope *scope; /* NULL when free */
+	struct cfd_scope *scope; /* when meta has SLOT_LIVE */
 	uint32_t meta;		 /* generation << SLOT_GEN_SHIFT | SLOT_* */
 };
 
@@ -144,6 +144,8 @@ static inline bool slot_matches(const struct op_slot *o, uint64_t ud)
 	return (o->meta & ~(SLOT_STATE_MASK & ~SLOT_LIVE)) == want;
 }
 
+#define SCOPE_DETACHED (1u << 31)
+
 struct scope_link {
 	struct scope_link *next;
 	struct cfd_registration *reg;
@@ -155,8 +157,9 @@ struct cfd_scope {
 	struct cfd_uring *cu;  /* referenced while refs > 0 */
 	struct cfd_token *tok; /* referenced */
 	uint32_t watch;	       /* index, or NIL when the token had fired */
-	uint32_t pending;      /* ops in flight */
-	bool detached;	       /* no caller reference: freed with its last op */
+	/* ops in flight, | SCOPE_DETACHED once no caller holds it: it is
+	 * freed with its last op (one compare on each op's CQE) */
+	uint32_t pending;
 	bool owed; /* some ops wait for a free SQE to be cancelled */
 	struct cfd_scope *wprev, *wnext; /* on the watch's list */
 	struct cfd_scope *prev, *next;	 /* on the ring's list */
@@ -410,7 +413,7 @@ static inline int scope_op_cqe(struct cfd_uring *cu,
 		return kind; /* a multishot op goes on */
 	s = o->scope;
 	slot_free(cu, idx);
-	if (--s->pending || !s->detached)
+	if (--s->pending != SCOPE_DETACHED)
 		return kind;
 	return scope_op_last(cu, s, kind, submit);
 }
