@@ -157,6 +157,9 @@ struct cfd_scope {
 	struct cfd_uring *cu;  /* referenced while refs > 0 */
 	struct cfd_token *tok; /* referenced */
 	uint32_t watch;	       /* index, or NIL when the token had fired */
+	/* The watch's poll is armed and has not seen the trigger: an op
+	 * added needs nothing more (kept by watch_mark()). */
+	bool quiet;
 	/* ops in flight, | SCOPE_DETACHED once no caller holds it: it is
 	 * freed with its last op (one compare on each op's CQE) */
 	uint32_t pending;
@@ -278,6 +281,7 @@ static inline uint32_t cu_next_gen(struct cfd_uring *cu)
 int watch_get_slow(struct cfd_uring *cu, struct cfd_token *tok, uint32_t *idx);
 void watch_put_slow(struct cfd_uring *cu, uint32_t idx);
 int watch_arm(struct cfd_uring *cu, uint32_t idx, bool may_submit);
+void watch_mark(struct cfd_uring *cu, uint32_t idx);
 void timer_set(struct cfd_uring *cu, int64_t deadline);
 
 /* The watch of tok, with one more user (made if needed, not armed).  A

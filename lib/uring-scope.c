@@ -160,6 +160,7 @@ static void watch_unlink_scope(struct cfd_uring *cu, struct cfd_scope *s)
 		s->wnext->wprev = s->wprev;
 	watch_put(cu, s->watch);
 	s->watch = NIL;
+	s->quiet = false;
 }
 
 static void links_free(struct cfd_scope *s)
@@ -256,6 +257,8 @@ CFD_EXPORT int cfd_scope_new(struct cfd_scope **ret, struct cfd_uring *cu,
 		if (s->wnext)
 			s->wnext->wprev = s;
 		cu->watches[s->watch].scopes = s;
+		s->quiet =
+		    cu->watches[s->watch].armed && !cu->watches[s->watch].fired;
 	}
 	s->next = cu->scopes;
 	if (s->next)
@@ -341,23 +344,22 @@ static inline int scope_add_at(struct cfd_uring *cu, struct cfd_scope *scope,
 			       uint32_t idx)
 {
 	struct op_slot *o = &cu->slots[idx];
-	/* the next generation (it wraps around in the top bits) */
-	uint32_t meta =
-	    ((o->meta + (1u << SLOT_GEN_SHIFT)) & ~SLOT_STATE_MASK) | SLOT_LIVE;
+	/* the next generation (it wraps around in the top bits); flags is 0
+	 * or CFD_SCOPE_SHIELD, which is SLOT_SHIELD */
+	uint32_t gen = (o->meta + (1u << SLOT_GEN_SHIFT)) & ~SLOT_STATE_MASK;
 
-	if (flags & CFD_SCOPE_SHIELD)
-		meta |= SLOT_SHIELD;
 	o->user_data = sqe->user_data;
 	o->scope = scope;
-	o->meta = meta;
-	sqe->user_data = ud_make(UD_SCOPE_OP, meta >> SLOT_GEN_SHIFT, idx);
+	o->meta = gen | SLOT_LIVE | flags;
+	/* ud_make(UD_SCOPE_OP, generation, idx), the generation moved from
+	 * meta's place to user_data's in one shift */
+	sqe->user_data = ud_make(UD_SCOPE_OP, 0, idx) |
+			 ((uint64_t)gen << (24 - SLOT_GEN_SHIFT));
 	scope->pending++;
 	/* Never submit here: the caller may hold SQEs it has not prepared
 	 * yet.  Anything that needs a submit is owed to the next call.  The
-	 * poll is the scope's watch; unarmed, or the token triggered, is
-	 * rare. */
-	if (scope->watch == NIL || !cu->watches[scope->watch].armed ||
-	    (token_state(scope->tok) & ST_TRIGGERED))
+	 * scope's watch unarmed, or the token triggered, is rare. */
+	if (!scope->quiet || (token_state(scope->tok) & ST_TRIGGERED))
 		return scope_add_rare(cu, scope, o);
 	return 0;
 }
@@ -375,13 +377,19 @@ static __attribute__((noinline)) int scope_add_grow(struct cfd_uring *cu,
 	return scope_add_at(cu, scope, sqe, flags, idx);
 }
 
+_Static_assert(CFD_SCOPE_SHIELD == SLOT_SHIELD, "flags go into the slot as is");
+
 CFD_EXPORT int cfd_scope_add(struct cfd_scope *scope, struct io_uring_sqe *sqe,
 			     unsigned flags)
 {
 	struct cfd_uring *cu;
 	uint32_t idx;
 
-	if (!scope || !sqe || (flags & ~CFD_SCOPE_SHIELD))
+	if (!scope)
+		return -EINVAL;
+	if (!sqe)
+		return -EINVAL;
+	if (flags & ~CFD_SCOPE_SHIELD)
 		return -EINVAL;
 	cu = scope->cu;
 	if (!cu_check(cu))

@@ -367,8 +367,10 @@ static void undo_state(struct cfd_uring *cu, const struct undo *u)
 {
 	struct watch *w = u->watch != NIL ? &cu->watches[u->watch] : NULL;
 
-	if (w && !u->poll_was_armed && w->armed && w->gen == u->poll_gen)
+	if (w && !u->poll_was_armed && w->armed && w->gen == u->poll_gen) {
 		w->armed = 0;
+		watch_mark(cu, u->watch);
+	}
 	if (u->timer_moved && cu->timer_updates)
 		cu->timer_updates--; /* that update will post nothing */
 	if (cu->timer_gen != u->timer_gen)

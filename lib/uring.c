@@ -306,6 +306,17 @@ int watch_get_slow(struct cfd_uring *cu, struct cfd_token *tok, uint32_t *ret)
 	return 0;
 }
 
+/* The watch's armed or fired changed: tell its scopes (cfd_scope_add()
+ * reads one flag of its own). */
+void watch_mark(struct cfd_uring *cu, uint32_t idx)
+{
+	struct watch *w = &cu->watches[idx];
+	bool quiet = w->armed && !w->fired;
+
+	for (struct cfd_scope *s = w->scopes; s; s = s->wnext)
+		s->quiet = quiet;
+}
+
 /* Queue the watch's multishot poll (see watch_ensure_armed()). */
 int watch_arm(struct cfd_uring *cu, uint32_t idx, bool may_submit)
 {
@@ -321,6 +332,7 @@ int watch_arm(struct cfd_uring *cu, uint32_t idx, bool may_submit)
 	io_uring_prep_poll_multishot(sqe, cfd_token_fd(w->tok), POLLIN);
 	sqe->user_data = ud_make(UD_POLL, w->gen, idx);
 	w->armed = 1;
+	watch_mark(cu, idx);
 	cu->dirty = true;
 	return 0;
 }
@@ -343,6 +355,7 @@ static void watch_free(struct cfd_uring *cu, uint32_t idx)
 			cu->dirty = true;
 		}
 		w->armed = 0;
+		watch_mark(cu, idx);
 	}
 	if (w->idle)
 		idle_remove(cu, idx);
@@ -397,6 +410,7 @@ void watch_put_slow(struct cfd_uring *cu, uint32_t idx)
 static void watch_fire(struct cfd_uring *cu, uint32_t idx)
 {
 	cu->watches[idx].fired = 1;
+	watch_mark(cu, idx);
 	for (struct cfd_scope *s = cu->watches[idx].scopes; s; s = s->wnext)
 		scope_cancel_ops(cu, s);
 	if (cu->watches[idx].users == 0)
@@ -421,8 +435,10 @@ static void watch_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe)
 	w = &cu->watches[idx];
 	if (!w->tok || !w->armed || w->gen != ud_gen(cqe->user_data))
 		return; /* an earlier poll of this slot */
-	if (!(cqe->flags & IORING_CQE_F_MORE))
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
 		w->armed = 0;
+		watch_mark(cu, idx);
+	}
 	if (w->fired)
 		return;
 	if (cfd_token_triggered(w->tok)) {
