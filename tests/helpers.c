@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cancelfd.h>
+
 #include "helpers.h"
 
 #define MAX_FDS 65536
@@ -212,4 +214,21 @@ int t_in_child(int (*fn)(void *), void *arg)
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);
+}
+
+struct cfd_token *t_new_token(const char *name)
+{
+	struct cfd_token *t = NULL;
+
+	ck_assert_int_eq(cfd_token_new(&t, name), 0);
+	return t;
+}
+
+struct cfd_token *t_new_child(struct cfd_token *parent, const char *name)
+{
+	struct cfd_token *t = NULL;
+
+	ck_assert_int_eq(cfd_token_child(&t, parent, name), 0);
+	ck_assert_ptr_nonnull(t);
+	return t;
 }

@@ -94,4 +94,10 @@ int t_in_child(int (*fn)(void *), void *arg);
 /* Run one suite: prints Check's summary line, returns the exit status. */
 int t_run_suite(Suite *s);
 
+struct cfd_token;
+
+/* A new token (a child of parent), asserted made. */
+struct cfd_token *t_new_token(const char *name);
+struct cfd_token *t_new_child(struct cfd_token *parent, const char *name);
+
 #endif

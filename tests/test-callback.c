@@ -20,22 +20,6 @@
 
 #define SENTINEL ((struct cfd_registration *)0x5a5a5a5a)
 
-static struct cfd_token *new_token(const char *name)
-{
-	struct cfd_token *t = NULL;
-
-	ck_assert_int_eq(cfd_token_new(&t, name), 0);
-	return t;
-}
-
-static struct cfd_token *new_child(struct cfd_token *parent, const char *name)
-{
-	struct cfd_token *t = NULL;
-
-	ck_assert_int_eq(cfd_token_child(&t, parent, name), 0);
-	return t;
-}
-
 /* The order callbacks ran in, by id; each test starts it afresh. */
 #define LOG_MAX 20000
 static int run_log[LOG_MAX];
@@ -79,7 +63,7 @@ static struct cfd_registration *reg_on(struct cfd_token *t, struct cb *c)
 
 START_TEST(test_runs_once_on_trigger)
 {
-	struct cfd_token *t = new_token("t");
+	struct cfd_token *t = t_new_token("t");
 	struct cb c = { .id = 1 };
 	struct cfd_registration *reg;
 
@@ -118,7 +102,8 @@ static void *trigger_main(void *arg)
 
 START_TEST(test_runs_in_triggering_thread)
 {
-	struct cfd_token *root = new_token("root"), *c = new_child(root, "c");
+	struct cfd_token *root = t_new_token("root"),
+			 *c = t_new_child(root, "c");
 	struct cb cr = { .id = 1 }, cc = { .id = 2 };
 	struct cfd_registration *r1 = reg_on(root, &cr), *r2 = reg_on(c, &cc);
 	struct trigger_thread tt = { .tok = root, .c = &cc };
@@ -143,7 +128,7 @@ END_TEST
 
 START_TEST(test_inline_when_triggered)
 {
-	struct cfd_token *t = new_token("t");
+	struct cfd_token *t = t_new_token("t");
 	struct cb c = { .id = 1 };
 	struct cfd_registration *reg = SENTINEL;
 
@@ -156,7 +141,7 @@ START_TEST(test_inline_when_triggered)
 	ck_assert_ptr_null(cfd_registration_free(reg));
 	/* a triggered child: inline too */
 	{
-		struct cfd_token *ch = new_child(t, "ch");
+		struct cfd_token *ch = t_new_child(t, "ch");
 
 		reg = SENTINEL;
 		ck_assert_int_eq(
@@ -172,7 +157,7 @@ END_TEST
 
 START_TEST(test_no_inline_flag)
 {
-	struct cfd_token *t = new_token("t");
+	struct cfd_token *t = t_new_token("t");
 	struct cb c = { .id = 1 };
 	struct cfd_registration *reg = SENTINEL;
 
@@ -201,7 +186,7 @@ END_TEST
 
 START_TEST(test_einval)
 {
-	struct cfd_token *t = new_token("t"), *done = new_token("done");
+	struct cfd_token *t = t_new_token("t"), *done = t_new_token("done");
 	struct cfd_registration *reg = SENTINEL;
 	struct cb c = { .id = 1 };
 	static const unsigned bad[] = { 1u << 1, 1u << 31, ~0u,
@@ -243,7 +228,7 @@ END_TEST
 
 START_TEST(test_free_before_trigger)
 {
-	struct cfd_token *t = new_token("t");
+	struct cfd_token *t = t_new_token("t");
 	struct cb a = { .id = 1 }, b = { .id = 2 };
 	struct cfd_registration *ra = reg_on(t, &a), *rb = reg_on(t, &b);
 
@@ -258,7 +243,7 @@ END_TEST
 
 START_TEST(test_floating)
 {
-	struct cfd_token *t = new_token("t");
+	struct cfd_token *t = t_new_token("t");
 	struct cb c = { .id = 1 };
 
 	ck_assert_int_eq(cfd_token_on_trigger(NULL, t, cb_count, &c, 0), 0);
@@ -274,8 +259,8 @@ END_TEST
 
 START_TEST(test_floating_freed_with_token)
 {
-	struct cfd_token *t = new_token("t"), *root = new_token("root");
-	struct cfd_token *ch = new_child(root, "ch");
+	struct cfd_token *t = t_new_token("t"), *root = t_new_token("root");
+	struct cfd_token *ch = t_new_child(root, "ch");
 	struct cb c = { .id = 1 };
 
 	for (int i = 0; i < 3; i++) {
@@ -296,7 +281,8 @@ END_TEST
 
 START_TEST(test_registration_holds_token)
 {
-	struct cfd_token *root = new_token("root"), *ch = new_child(root, "ch");
+	struct cfd_token *root = t_new_token("root"),
+			 *ch = t_new_child(root, "ch");
 	struct cb c = { .id = 1 };
 	struct cfd_registration *reg = reg_on(ch, &c);
 	int fd = cfd_token_fd(ch);
@@ -317,7 +303,7 @@ END_TEST
 
 START_TEST(test_order_most_recent_first)
 {
-	struct cfd_token *t = new_token("t");
+	struct cfd_token *t = t_new_token("t");
 	struct cb c[6];
 	struct cfd_registration *reg[6];
 
@@ -344,7 +330,7 @@ END_TEST
 START_TEST(test_many_callbacks)
 {
 	enum { N = 10000 };
-	struct cfd_token *t = new_token("t");
+	struct cfd_token *t = t_new_token("t");
 	struct cb *c = calloc(N, sizeof(*c));
 	struct cfd_registration **reg = calloc(N, sizeof(*reg));
 
@@ -399,10 +385,10 @@ START_TEST(test_after_whole_fanout)
 	struct cb c[8];
 	struct cfd_registration *reg[8];
 
-	tree[0] = new_token("root");
+	tree[0] = t_new_token("root");
 	tree_fd[0] = -1;
 	for (int i = 1; i < TREE_N; i++) {
-		tree[i] = new_child(tree[(i - 1) / 4], "n");
+		tree[i] = t_new_child(tree[(i - 1) / 4], "n");
 		tree_fd[i] = (i % 3 == 0) ? cfd_token_fd(tree[i]) : -1;
 	}
 	for (int k = 0; k < 8; k++) {
@@ -437,7 +423,8 @@ static void cb_sees_cause(struct cfd_token *tok, void *userdata)
 
 START_TEST(test_callback_sees_cause)
 {
-	struct cfd_token *root = new_token("root"), *ch = new_child(root, "c");
+	struct cfd_token *root = t_new_token("root"),
+			 *ch = t_new_child(root, "c");
 	struct cb c = { .other = root };
 	struct cfd_registration *reg;
 
@@ -493,7 +480,7 @@ static void cb_uses_own_token(struct cfd_token *tok, void *userdata)
 
 START_TEST(test_cb_uses_own_token)
 {
-	struct cfd_token *t = new_token("t"), *other = new_token("other");
+	struct cfd_token *t = t_new_token("t"), *other = t_new_token("other");
 	struct cb inner = { .id = 9 }, c = { .other = other, .inner = &inner };
 	struct cfd_registration *reg;
 
@@ -526,8 +513,8 @@ static void cb_trigger_other(struct cfd_token *tok, void *userdata)
 
 START_TEST(test_cb_triggers_other_tokens)
 {
-	struct cfd_token *a = new_token("a"), *b = new_token("b");
-	struct cfd_token *bc = new_child(b, "bc"), *c3 = new_token("c");
+	struct cfd_token *a = t_new_token("a"), *b = t_new_token("b");
+	struct cfd_token *bc = t_new_child(b, "bc"), *c3 = t_new_token("c");
 	struct cb ca = { .id = 1, .other = b }, cb2 = { .id = 2, .other = c3 };
 	struct cb cc = { .id = 3 };
 	struct cfd_registration *ra, *rb, *rc;
@@ -573,7 +560,7 @@ static void cb_free_own(struct cfd_token *tok, void *userdata)
 
 START_TEST(test_cb_frees_own_registration)
 {
-	struct cfd_token *t = new_token("t");
+	struct cfd_token *t = t_new_token("t");
 	struct cb c = { .id = 1, .ok = true };
 
 	ck_assert_int_eq(cfd_token_on_trigger(&c.reg, t, cb_free_own, &c, 0),
@@ -597,7 +584,7 @@ static void cb_free_reg(struct cfd_token *tok, void *userdata)
 
 START_TEST(test_cb_frees_queued_registration)
 {
-	struct cfd_token *t = new_token("t");
+	struct cfd_token *t = t_new_token("t");
 	struct cb a = { .id = 1 }, b = { .id = 2 };
 	struct cfd_registration *ra = reg_on(t, &a);
 
@@ -614,7 +601,7 @@ END_TEST
 
 START_TEST(test_cb_frees_registration_elsewhere)
 {
-	struct cfd_token *t = new_token("t"), *d = new_token("d");
+	struct cfd_token *t = t_new_token("t"), *d = t_new_token("d");
 	struct cb a = { .id = 1 }, b = { .id = 2 };
 	struct cfd_registration *rd = reg_on(d, &a);
 
@@ -635,7 +622,7 @@ END_TEST
  */
 START_TEST(test_cb_nested_frees_outer)
 {
-	struct cfd_token *a = new_token("a"), *b = new_token("b");
+	struct cfd_token *a = t_new_token("a"), *b = t_new_token("b");
 	struct cb ca = { .id = 1, .other = b }, cb2 = { .id = 2 };
 	struct cfd_registration *ra;
 
@@ -667,7 +654,8 @@ static void cb_unref_own(struct cfd_token *tok, void *userdata)
 
 START_TEST(test_cb_drops_last_ref_floating)
 {
-	struct cfd_token *root = new_token("root"), *ch = new_child(root, "c");
+	struct cfd_token *root = t_new_token("root"),
+			 *ch = t_new_child(root, "c");
 	struct cb c = { .id = 1 };
 	int fd = cfd_token_fd(ch);
 
@@ -683,7 +671,8 @@ END_TEST
 
 START_TEST(test_cb_drops_last_ref_with_handle)
 {
-	struct cfd_token *root = new_token("root"), *ch = new_child(root, "c");
+	struct cfd_token *root = t_new_token("root"),
+			 *ch = t_new_child(root, "c");
 	struct cb c = { .id = 1 };
 	int fd = cfd_token_fd(ch);
 
@@ -699,7 +688,7 @@ END_TEST
 
 START_TEST(test_cb_drops_last_ref_direct)
 {
-	struct cfd_token *t = new_token("t");
+	struct cfd_token *t = t_new_token("t");
 	struct cb c = { .id = 1 };
 	int fd = cfd_token_fd(t);
 
@@ -714,7 +703,7 @@ END_TEST
 
 START_TEST(test_cb_drops_last_ref_inline)
 {
-	struct cfd_token *t = new_token("t");
+	struct cfd_token *t = t_new_token("t");
 	struct cb c = { .id = 1 };
 	int fd = cfd_token_fd(t);
 
@@ -736,8 +725,9 @@ static void cb_unref_other(struct cfd_token *tok, void *userdata)
 
 START_TEST(test_cb_drops_descendants)
 {
-	struct cfd_token *root = new_token("root"), *ch = new_child(root, "c");
-	struct cfd_token *gc = new_child(ch, "gc");
+	struct cfd_token *root = t_new_token("root"),
+			 *ch = t_new_child(root, "c");
+	struct cfd_token *gc = t_new_child(ch, "gc");
 	struct cb c1 = { .id = 1, .other = gc }, c2 = { .id = 2, .other = ch };
 	int fd = cfd_token_fd(gc);
 
@@ -783,8 +773,8 @@ static int echild_cb_child(void *arg)
 START_TEST(test_echild_after_fork)
 {
 	struct cb c = { .id = 1 };
-	struct inherited in = { new_token("pending"), new_token("done"), NULL,
-				&c };
+	struct inherited in = { t_new_token("pending"), t_new_token("done"),
+				NULL, &c };
 
 	cfd_token_trigger(in.done);
 	in.reg = reg_on(in.pending, &c);

@@ -32,22 +32,6 @@
 #define ROUNDS(n) (T_TSAN ? ((n) / 2 > 0 ? (n) / 2 : 1) : (n))
 #define NTHREADS 4
 
-static struct cfd_token *new_token(const char *name)
-{
-	struct cfd_token *t = NULL;
-
-	ck_assert_int_eq(cfd_token_new(&t, name), 0);
-	return t;
-}
-
-static struct cfd_token *new_child(struct cfd_token *parent, const char *name)
-{
-	struct cfd_token *t = NULL;
-
-	ck_assert_int_eq(cfd_token_child(&t, parent, name), 0);
-	return t;
-}
-
 static void start_threads(pthread_t *th, int n, void *(*fn)(void *), void *args,
 			  size_t size)
 {
@@ -126,7 +110,7 @@ START_TEST(test_many_triggers_one_winner)
 	for (int i = 0; i < rounds; i++) {
 		int winners = 0, winner = -1;
 
-		atomic_store(&tok, new_token("contended"));
+		atomic_store(&tok, t_new_token("contended"));
 		pthread_barrier_wait(&start);
 		pthread_barrier_wait(&end);
 		for (int k = 0; k < NTHREADS; k++) {
@@ -213,8 +197,8 @@ START_TEST(test_fd_and_wait_race_trigger)
 					calloc(rounds, sizeof(int)) };
 	start_threads(th, NROLES, fdrace_main, f, sizeof(f[0]));
 	for (int i = 0; i < rounds; i++) {
-		atomic_store(&root, new_token("root"));
-		atomic_store(&child, new_child(root, "child"));
+		atomic_store(&root, t_new_token("root"));
+		atomic_store(&child, t_new_child(root, "child"));
 		pthread_barrier_wait(&start);
 		pthread_barrier_wait(&end);
 		/* an fd made while the token triggered is readable once
@@ -324,7 +308,7 @@ static void *builder_main(void *arg)
 
 START_TEST(test_build_while_triggering)
 {
-	struct cfd_token *root = new_token("root");
+	struct cfd_token *root = t_new_token("root");
 	struct builder *b = calloc(NTHREADS, sizeof(*b));
 	atomic_int made = 0;
 	pthread_t th[NTHREADS];
@@ -334,7 +318,7 @@ START_TEST(test_build_while_triggering)
 		b[k].root = root;
 		b[k].made = &made;
 		b[k].id = k;
-		b[k].own = new_token("own");
+		b[k].own = t_new_token("own");
 	}
 	start_threads(th, NTHREADS, builder_main, b, sizeof(*b));
 	/* trigger in the middle of the building (a bound, not a verdict) */
@@ -424,7 +408,7 @@ START_TEST(test_release_while_triggering)
 	int rounds = ROUNDS(10);
 
 	for (int round = 0; round < rounds; round++) {
-		struct cfd_token *root = new_token("root");
+		struct cfd_token *root = t_new_token("root");
 		struct releaser r[NTHREADS];
 		atomic_int made = 0;
 		pthread_t th[NTHREADS];
@@ -516,9 +500,9 @@ START_TEST(test_overlapping_subtrees)
 		struct ovthread o[3];
 		pthread_t th[3];
 
-		t[0] = new_token("root");
+		t[0] = t_new_token("root");
 		for (int i = 1; i < OV_N; i++)
-			t[i] = new_child(t[ov_parent(i)], "n");
+			t[i] = t_new_child(t[ov_parent(i)], "n");
 		for (int i = 0; i < OV_N; i++)
 			fd[i] = cfd_token_fd(t[i]);
 		pthread_barrier_init(&start, NULL, 3);
@@ -600,7 +584,7 @@ START_TEST(test_all_of_parents_at_once)
 		bool is_parent = false;
 
 		for (int k = 0; k < NTHREADS; k++) {
-			p[k] = new_token("p");
+			p[k] = t_new_token("p");
 			atomic_store(&parents[k], p[k]);
 		}
 		ck_assert_int_eq(cfd_token_all_of(&all, "all", p, NTHREADS), 0);
@@ -668,7 +652,7 @@ START_TEST(test_register_and_free_while_triggering)
 	int rounds = ROUNDS(20);
 
 	for (int round = 0; round < rounds; round++) {
-		struct cfd_token *tok = new_token("t");
+		struct cfd_token *tok = t_new_token("t");
 		struct regrace *r = calloc(NTHREADS, sizeof(*r));
 		pthread_barrier_t start;
 		pthread_t th[NTHREADS];
@@ -758,12 +742,12 @@ START_TEST(test_free_waits_for_running_callback)
 	int rounds = ROUNDS(20) < 5 ? 5 : ROUNDS(20), asleep = 0;
 
 	for (int round = 0; round < rounds; round++) {
-		struct cfd_token *tok = new_token("t");
+		struct cfd_token *tok = t_new_token("t");
 		struct freerace f = { 0 };
 		pthread_t th;
 
-		f.in_fn = new_token("in fn");
-		f.free_returned = new_token("free returned");
+		f.in_fn = t_new_token("in fn");
+		f.free_returned = t_new_token("free returned");
 		ck_assert_int_eq(
 		    cfd_token_on_trigger(&f.reg, tok, cb_slow, &f, 0), 0);
 		ck_assert_int_eq(pthread_create(&th, NULL, freer_main, &f), 0);
@@ -828,13 +812,13 @@ START_TEST(test_free_queued_from_other_thread)
 	int rounds = ROUNDS(100);
 
 	for (int round = 0; round < rounds; round++) {
-		struct cfd_token *tok = new_token("t");
+		struct cfd_token *tok = t_new_token("t");
 		struct queued q = { 0 };
 		struct cfd_registration *first;
 		pthread_t th;
 
-		q.in_first = new_token("in first");
-		q.freed = new_token("freed");
+		q.in_first = t_new_token("in first");
+		q.freed = t_new_token("freed");
 		ck_assert_int_eq(cfd_token_on_trigger(&q.victim, tok, cb_slot,
 						      &q.victim_slot, 0),
 				 0);
@@ -896,7 +880,7 @@ START_TEST(test_free_races_callback_end)
 	int rounds = ROUNDS(3000);
 
 	for (int round = 0; round < rounds; round++) {
-		struct cfd_token *tok = new_token("t");
+		struct cfd_token *tok = t_new_token("t");
 		struct endrace e = { 0 };
 		pthread_t th;
 
@@ -957,7 +941,7 @@ START_TEST(test_callbacks_free_self_and_drop_token)
 	int rounds = ROUNDS(20);
 
 	for (int round = 0; round < rounds; round++) {
-		struct cfd_token *root = new_token("root");
+		struct cfd_token *root = t_new_token("root");
 		struct cfd_token *tok[SELF_N], *tok2[SELF_N];
 		struct selfer *s = calloc(SELF_N, sizeof(*s));
 		struct slot *fl = calloc(SELF_N, sizeof(*fl));
@@ -966,7 +950,7 @@ START_TEST(test_callbacks_free_self_and_drop_token)
 		pthread_t th[2];
 
 		for (int i = 0; i < SELF_N; i++) {
-			tok[i] = new_child(root, "self");
+			tok[i] = t_new_child(root, "self");
 			cfd_token_fd(tok[i]);
 			s[i].drop_token = i % 2;
 			ck_assert_int_eq(cfd_token_on_trigger(&s[i].reg, tok[i],
@@ -1077,7 +1061,7 @@ START_TEST(test_callbacks_trigger_and_register)
 		pthread_t th[3];
 
 		for (int i = 0; i < RING; i++) {
-			r->tok[i] = new_token("ring");
+			r->tok[i] = t_new_token("ring");
 			ring_args[i] = (struct ring_arg){ r, i };
 		}
 		for (int i = 0; i < RING; i++)
@@ -1131,7 +1115,7 @@ static void *refs_main(void *arg)
 
 START_TEST(test_refs_from_many_threads)
 {
-	struct cfd_token *tok = new_token("shared");
+	struct cfd_token *tok = t_new_token("shared");
 	pthread_barrier_t start;
 	struct refs r[NTHREADS];
 	pthread_t th[NTHREADS];

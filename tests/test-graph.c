@@ -19,23 +19,6 @@
 
 #define SENTINEL ((struct cfd_token *)0x5a5a5a5a)
 
-static struct cfd_token *new_token(const char *name)
-{
-	struct cfd_token *t = NULL;
-
-	ck_assert_int_eq(cfd_token_new(&t, name), 0);
-	return t;
-}
-
-static struct cfd_token *new_child(struct cfd_token *parent, const char *name)
-{
-	struct cfd_token *t = NULL;
-
-	ck_assert_int_eq(cfd_token_child(&t, parent, name), 0);
-	ck_assert_ptr_nonnull(t);
-	return t;
-}
-
 static struct cfd_token *new_chain(struct cfd_token *a, struct cfd_token *b)
 {
 	struct cfd_token *t = NULL;
@@ -73,8 +56,8 @@ static void assert_pending(struct cfd_token *t)
 
 START_TEST(test_child_follows_parent)
 {
-	struct cfd_token *root = new_token("root");
-	struct cfd_token *c = new_child(root, "child");
+	struct cfd_token *root = t_new_token("root");
+	struct cfd_token *c = t_new_child(root, "child");
 
 	ck_assert_str_eq(cfd_token_name(c), "child");
 	assert_pending(c);
@@ -90,10 +73,10 @@ END_TEST
 
 START_TEST(test_child_alone_leaves_parent)
 {
-	struct cfd_token *root = new_token("root");
-	struct cfd_token *c = new_child(root, "child");
-	struct cfd_token *sib = new_child(root, "sibling");
-	struct cfd_token *gc = new_child(c, "grandchild");
+	struct cfd_token *root = t_new_token("root");
+	struct cfd_token *c = t_new_child(root, "child");
+	struct cfd_token *sib = t_new_child(root, "sibling");
+	struct cfd_token *gc = t_new_child(c, "grandchild");
 
 	ck_assert_int_eq(cfd_token_trigger_msg(c, "mine"), 1);
 	ck_assert_int_eq(cfd_token_reason(c), CFD_REASON_MANUAL);
@@ -112,10 +95,10 @@ END_TEST
 
 START_TEST(test_grandchild_origin_is_root)
 {
-	struct cfd_token *root = new_token("root");
-	struct cfd_token *c = new_child(root, "c");
-	struct cfd_token *gc = new_child(c, "gc");
-	struct cfd_token *ggc = new_child(gc, "ggc");
+	struct cfd_token *root = t_new_token("root");
+	struct cfd_token *c = t_new_child(root, "c");
+	struct cfd_token *gc = t_new_child(c, "gc");
+	struct cfd_token *ggc = t_new_child(gc, "ggc");
 
 	cfd_token_trigger_msg(root, "from the top");
 	assert_cascaded(c, root, CFD_REASON_PARENT);
@@ -131,15 +114,15 @@ END_TEST
 
 START_TEST(test_child_born_triggered)
 {
-	struct cfd_token *root = new_token("root");
-	struct cfd_token *c = new_child(root, "c"), *late, *later;
+	struct cfd_token *root = t_new_token("root");
+	struct cfd_token *c = t_new_child(root, "c"), *late, *later;
 	int fd;
 
 	cfd_token_trigger_msg(root, "early");
-	late = new_child(root, "late");
+	late = t_new_child(root, "late");
 	assert_cascaded(late, root, CFD_REASON_PARENT);
 	/* under a child triggered by the root: the origin is still root */
-	later = new_child(c, "later");
+	later = t_new_child(c, "later");
 	assert_cascaded(later, root, CFD_REASON_PARENT);
 	ck_assert_str_eq(cfd_token_message(later), "early");
 	fd = cfd_token_fd(later);
@@ -154,15 +137,15 @@ END_TEST
 
 START_TEST(test_child_names)
 {
-	struct cfd_token *root = new_token("root"), *c;
+	struct cfd_token *root = t_new_token("root"), *c;
 	char *name = malloc(4098);
 
-	c = new_child(root, NULL);
+	c = t_new_child(root, NULL);
 	ck_assert_str_eq(cfd_token_name(c), "");
 	cfd_token_unref(c);
 	memset(name, 'c', 4097);
 	name[4096] = '\0';
-	c = new_child(root, name);
+	c = t_new_child(root, name);
 	ck_assert_str_eq(cfd_token_name(c), name);
 	cfd_token_unref(c);
 	name[4096] = 'c';
@@ -177,7 +160,7 @@ END_TEST
 
 START_TEST(test_child_einval)
 {
-	struct cfd_token *root = new_token("root"), *c = SENTINEL;
+	struct cfd_token *root = t_new_token("root"), *c = SENTINEL;
 
 	ck_assert_int_eq(cfd_token_child(NULL, root, "x"), -EINVAL);
 	ck_assert_int_eq(cfd_token_child(&c, NULL, "x"), -EINVAL);
@@ -192,8 +175,8 @@ END_TEST
 /* The seed: token_b = CancelToken('token-b').chain(token_a) */
 START_TEST(test_seed_chaining_trigger_a)
 {
-	struct cfd_token *token_a = new_token("token-a");
-	struct cfd_token *b0 = new_token("token-b");
+	struct cfd_token *token_a = t_new_token("token-a");
+	struct cfd_token *b0 = t_new_token("token-b");
 	struct cfd_token *token_b = new_chain(b0, token_a);
 
 	ck_assert_str_eq(cfd_token_name(token_b), "token-b:token-a");
@@ -213,8 +196,8 @@ END_TEST
 /* "token_b can be triggered independently, not effecting token_a" */
 START_TEST(test_seed_chaining_trigger_b)
 {
-	struct cfd_token *token_a = new_token("token-a");
-	struct cfd_token *b0 = new_token("token-b");
+	struct cfd_token *token_a = t_new_token("token-a");
+	struct cfd_token *b0 = t_new_token("token-b");
 	struct cfd_token *token_b = new_chain(b0, token_a);
 
 	ck_assert_int_eq(cfd_token_trigger(token_b), 1);
@@ -231,7 +214,7 @@ END_TEST
 START_TEST(test_chain_either_side)
 {
 	for (int side = 0; side < 2; side++) {
-		struct cfd_token *a = new_token("a"), *b = new_token("b");
+		struct cfd_token *a = t_new_token("a"), *b = t_new_token("b");
 		struct cfd_token *ab = new_chain(a, b);
 		struct cfd_token *hit = side ? b : a, *other = side ? a : b;
 
@@ -248,7 +231,7 @@ END_TEST
 
 START_TEST(test_chain_born_triggered)
 {
-	struct cfd_token *a = new_token("a"), *b = new_token("b"), *ab, *ba;
+	struct cfd_token *a = t_new_token("a"), *b = t_new_token("b"), *ab, *ba;
 
 	cfd_token_trigger(b);
 	ab = new_chain(a, b);
@@ -266,7 +249,7 @@ END_TEST
 
 START_TEST(test_chain_of_itself)
 {
-	struct cfd_token *a = new_token("a");
+	struct cfd_token *a = t_new_token("a");
 	struct cfd_token *aa = new_chain(a, a);
 
 	ck_assert_str_eq(cfd_token_name(aa), "a:a");
@@ -284,8 +267,8 @@ START_TEST(test_chain_long_names)
 
 	memset(name, 'a', 4096);
 	name[4096] = '\0';
-	a = new_token(name);
-	b = new_token("b");
+	a = t_new_token(name);
+	b = t_new_token("b");
 	/* "a:b" would pass the limit: the chain is still made, its name
 	 * starts with a's */
 	ab = new_chain(a, b);
@@ -304,7 +287,7 @@ END_TEST
 
 START_TEST(test_chain_einval)
 {
-	struct cfd_token *a = new_token("a"), *c = SENTINEL;
+	struct cfd_token *a = t_new_token("a"), *c = SENTINEL;
 
 	ck_assert_int_eq(cfd_token_chain(NULL, a, a), -EINVAL);
 	ck_assert_int_eq(cfd_token_chain(&c, NULL, a), -EINVAL);
@@ -339,9 +322,9 @@ START_TEST(test_nested_chain)
 	struct cfd_token *t[N_NESTED];
 	int target = nested_cases[_i].target, fds[N_NESTED];
 
-	t[A] = new_token("a");
-	t[B] = new_token("b");
-	t[C] = new_token("c");
+	t[A] = t_new_token("a");
+	t[B] = t_new_token("b");
+	t[C] = t_new_token("c");
 	t[AB] = new_chain(t[A], t[B]);
 	t[ABC] = new_chain(t[AB], t[C]);
 	for (int i = 0; i < N_NESTED; i++) {
@@ -383,7 +366,7 @@ START_TEST(test_any_of_each_member)
 		struct cfd_token *t[4], *any = NULL;
 
 		for (int i = 0; i < 4; i++)
-			t[i] = new_token("m");
+			t[i] = t_new_token("m");
 		ck_assert_int_eq(cfd_token_any_of(&any, "any", t, 4), 0);
 		ck_assert_str_eq(cfd_token_name(any), "any");
 		assert_pending(any);
@@ -403,9 +386,9 @@ START_TEST(test_any_of_one_and_born)
 {
 	struct cfd_token *t[3], *any = NULL;
 
-	t[0] = new_token("p0");
-	t[1] = new_child(t[0], "p1");
-	t[2] = new_token("p2");
+	t[0] = t_new_token("p0");
+	t[1] = t_new_child(t[0], "p1");
+	t[2] = t_new_token("p2");
 	ck_assert_int_eq(cfd_token_any_of(&any, NULL, &t[2], 1), 0);
 	ck_assert_str_eq(cfd_token_name(any), "");
 	cfd_token_trigger(t[2]);
@@ -418,7 +401,7 @@ START_TEST(test_any_of_one_and_born)
 	assert_cascaded(any, t[0], CFD_REASON_PARENT);
 	cfd_token_unref(any);
 	cfd_token_unref(t[2]);
-	t[2] = new_token("p2");
+	t[2] = t_new_token("p2");
 	{
 		struct cfd_token *order[3] = { t[2], t[2], t[1] };
 
@@ -437,8 +420,8 @@ static void check_set_errors(int (*fn)(struct cfd_token **, const char *,
 	struct cfd_token *t[3], *r = SENTINEL;
 	char *name = malloc(4098);
 
-	t[0] = new_token("a");
-	t[1] = new_token("b");
+	t[0] = t_new_token("a");
+	t[1] = t_new_token("b");
 	t[2] = NULL;
 	ck_assert_int_eq(fn(NULL, "x", t, 2), -EINVAL);
 	ck_assert_int_eq(fn(&r, "x", NULL, 2), -EINVAL);
@@ -487,7 +470,7 @@ START_TEST(test_all_of_needs_every_parent)
 		int fd;
 
 		for (int i = 0; i < 3; i++)
-			t[i] = new_token("p");
+			t[i] = t_new_token("p");
 		ck_assert_int_eq(cfd_token_all_of(&all, "all", t, 3), 0);
 		ck_assert_str_eq(cfd_token_name(all), "all");
 		fd = cfd_token_fd(all);
@@ -525,11 +508,11 @@ static void tick_past(struct cfd_token *t)
 
 START_TEST(test_all_of_born)
 {
-	struct cfd_token *root = new_token("root"), *t[3], *all;
+	struct cfd_token *root = t_new_token("root"), *t[3], *all;
 
-	t[0] = new_token("p0");
-	t[1] = new_child(root, "p1");
-	t[2] = new_token("p2");
+	t[0] = t_new_token("p0");
+	t[1] = t_new_child(root, "p1");
+	t[2] = t_new_token("p2");
 
 	/* some parents triggered already: born pending */
 	cfd_token_trigger(t[0]);
@@ -569,7 +552,7 @@ START_TEST(test_all_of_born_same_tick)
 	int64_t start = coarse_now();
 
 	for (int i = 0; i < 3; i++)
-		t[i] = new_token("p");
+		t[i] = t_new_token("p");
 	/* at the start of a fresh tick, three triggers in a row */
 	while (coarse_now() == start)
 		;
@@ -599,7 +582,7 @@ END_TEST
 
 START_TEST(test_all_of_repeated_parent)
 {
-	struct cfd_token *a = new_token("a"), *b = new_token("b");
+	struct cfd_token *a = t_new_token("a"), *b = t_new_token("b");
 	struct cfd_token *t[3] = { a, a, b }, *all = NULL;
 
 	ck_assert_int_eq(cfd_token_all_of(&all, "aab", t, 3), 0);
@@ -615,7 +598,7 @@ END_TEST
 
 START_TEST(test_all_of_one_and_manual)
 {
-	struct cfd_token *a = new_token("a"), *b = new_token("b");
+	struct cfd_token *a = t_new_token("a"), *b = t_new_token("b");
 	struct cfd_token *t[2] = { a, b }, *one = NULL, *both = NULL;
 
 	ck_assert_int_eq(cfd_token_all_of(&one, NULL, &a, 1), 0);
@@ -646,8 +629,9 @@ END_TEST
 
 START_TEST(test_diamond)
 {
-	struct cfd_token *root = new_token("root");
-	struct cfd_token *l = new_child(root, "l"), *r = new_child(root, "r");
+	struct cfd_token *root = t_new_token("root");
+	struct cfd_token *l = t_new_child(root, "l"),
+			 *r = t_new_child(root, "r");
 	struct cfd_token *lr[2] = { l, r }, *any = NULL, *all = NULL, *leaf;
 
 	ck_assert_int_eq(cfd_token_any_of(&any, "any", lr, 2), 0);
@@ -678,9 +662,9 @@ START_TEST(test_tree_complete_on_return)
 	struct cfd_token **t = calloc(TREE_N, sizeof(*t));
 	int *fd = calloc(TREE_N, sizeof(*fd));
 
-	t[0] = new_token("root");
+	t[0] = t_new_token("root");
 	for (int i = 1; i < TREE_N; i++) {
-		t[i] = new_child(t[(i - 1) / 4], "node");
+		t[i] = t_new_child(t[(i - 1) / 4], "node");
 		fd[i] = (i % 2) ? cfd_token_fd(t[i]) : -1;
 	}
 	cfd_token_trigger(t[0]);
@@ -707,9 +691,9 @@ START_TEST(test_subtree_trigger)
 	struct cfd_token **t = calloc(TREE_N, sizeof(*t));
 	int mid = 2; /* the second child of the root */
 
-	t[0] = new_token("root");
+	t[0] = t_new_token("root");
 	for (int i = 1; i < TREE_N; i++)
-		t[i] = new_child(t[(i - 1) / 4], "node");
+		t[i] = t_new_child(t[(i - 1) / 4], "node");
 	cfd_token_trigger_msg(t[mid], "mid");
 	for (int i = 0; i < TREE_N; i++) {
 		/* is i in mid's subtree? */
@@ -732,10 +716,10 @@ END_TEST
 
 START_TEST(test_child_released_at_once)
 {
-	struct cfd_token *root = new_token("root"), *c;
+	struct cfd_token *root = t_new_token("root"), *c;
 	int fd;
 
-	c = new_child(root, "short-lived");
+	c = t_new_child(root, "short-lived");
 	fd = cfd_token_fd(c);
 	cfd_token_unref(c);
 	/* the parent does not keep it alive */
@@ -747,12 +731,12 @@ END_TEST
 
 START_TEST(test_child_holds_parent)
 {
-	struct cfd_token *root = new_token("root"), *c, *gc;
+	struct cfd_token *root = t_new_token("root"), *c, *gc;
 	int root_fd;
 
 	root_fd = cfd_token_fd(root);
-	c = new_child(root, "c");
-	gc = new_child(c, "gc");
+	c = t_new_child(root, "c");
+	gc = t_new_child(c, "gc");
 	cfd_token_unref(root);
 	cfd_token_unref(c);
 	/* both live on through gc */
@@ -767,7 +751,8 @@ END_TEST
 
 START_TEST(test_origin_outlives_user_reference)
 {
-	struct cfd_token *root = new_token("root"), *c = new_child(root, "c");
+	struct cfd_token *root = t_new_token("root"),
+			 *c = t_new_child(root, "c");
 
 	cfd_token_trigger_msg(root, "borrowed");
 	cfd_token_unref(root);
@@ -781,7 +766,7 @@ END_TEST
 
 START_TEST(test_chain_holds_both)
 {
-	struct cfd_token *a = new_token("a"), *b = new_token("b"), *ab;
+	struct cfd_token *a = t_new_token("a"), *b = t_new_token("b"), *ab;
 	int fa = cfd_token_fd(a), fb = cfd_token_fd(b);
 
 	ab = new_chain(a, b);
@@ -797,12 +782,12 @@ END_TEST
 
 START_TEST(test_release_middle_of_chain)
 {
-	struct cfd_token *root = new_token("root"), *t[100];
+	struct cfd_token *root = t_new_token("root"), *t[100];
 	int fd[100];
 
-	t[0] = new_child(root, "0");
+	t[0] = t_new_child(root, "0");
 	for (int i = 1; i < 100; i++)
-		t[i] = new_child(t[i - 1], "i");
+		t[i] = t_new_child(t[i - 1], "i");
 	for (int i = 0; i < 100; i++)
 		fd[i] = cfd_token_fd(t[i]);
 	/* drop the user's hold on the middle: t[99] keeps them */
@@ -854,12 +839,12 @@ static int echild_graph_child(void *arg)
 
 START_TEST(test_echild_after_fork)
 {
-	struct inherited in = { new_token("pending"), new_token("done") };
+	struct inherited in = { t_new_token("pending"), t_new_token("done") };
 	struct cfd_token *c;
 
 	cfd_token_trigger(in.done);
 	ck_assert_int_eq(t_in_child(echild_graph_child, &in), 0);
-	c = new_child(in.pending, "after");
+	c = t_new_child(in.pending, "after");
 	cfd_token_trigger(in.pending);
 	assert_cascaded(c, in.pending, CFD_REASON_PARENT);
 	cfd_token_unref(c);

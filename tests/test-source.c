@@ -42,14 +42,6 @@ static struct cfd_watcher *new_watcher(void)
 	return w;
 }
 
-static struct cfd_token *new_token(const char *name)
-{
-	struct cfd_token *t = NULL;
-
-	ck_assert_int_eq(cfd_token_new(&t, name), 0);
-	return t;
-}
-
 /* Wait until the clock has passed t (bounded; the clock always moves). */
 static void wait_past(int64_t t)
 {
@@ -84,7 +76,7 @@ static int threads_in_process(void)
 START_TEST(test_timeout_einval)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = SENTINEL;
 
 	ck_assert_int_eq(cfd_source_add_timeout(&src, tok, w, -1), -EINVAL);
@@ -124,7 +116,7 @@ static void record_thread(struct cfd_token *tok, void *arg)
  * fd, and with a NULL watcher not even the default watcher is made. */
 START_TEST(test_timeout_zero_fires_at_once)
 {
-	struct cfd_token *tok = new_token("zero");
+	struct cfd_token *tok = t_new_token("zero");
 	struct cfd_source *src = SENTINEL;
 	int fds = t_count_fds(), threads = threads_in_process();
 
@@ -148,7 +140,7 @@ START_TEST(test_deadline_past_fires_at_once)
 	int64_t past[] = { 0, 1, t_now_ns() - CFD_SEC(1), t_now_ns() };
 
 	for (size_t i = 0; i < sizeof(past) / sizeof(past[0]); i++) {
-		struct cfd_token *tok = new_token("past");
+		struct cfd_token *tok = t_new_token("past");
 		struct cfd_source *src = SENTINEL;
 
 		ck_assert_int_eq(cfd_source_add_deadline(&src, tok, w, past[i]),
@@ -168,7 +160,7 @@ END_TEST
 START_TEST(test_timeout_fires)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = NULL;
 	int64_t t0 = t_now_ns(), elapsed;
 	int fds = t_count_fds();
@@ -204,7 +196,7 @@ START_TEST(test_deadline_only_shortens)
 	struct cfd_watcher *w = new_watcher();
 
 	for (int later_first = 0; later_first < 2; later_first++) {
-		struct cfd_token *tok = new_token("shortens");
+		struct cfd_token *tok = t_new_token("shortens");
 		struct cfd_source *early = NULL, *late = NULL;
 		int64_t now = t_now_ns();
 		int64_t late_at = now + CFD_SEC(3600);
@@ -232,7 +224,7 @@ END_TEST
 START_TEST(test_deadline_far)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("far");
+	struct cfd_token *tok = t_new_token("far");
 	struct cfd_source *a = NULL, *b = NULL;
 
 	ck_assert_int_eq(cfd_source_add_deadline(&a, tok, w, INT64_MAX), 0);
@@ -253,7 +245,7 @@ END_TEST
 START_TEST(test_timeout_freed_never_fires)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("freed");
+	struct cfd_token *tok = t_new_token("freed");
 	struct cfd_source *src = NULL;
 	int64_t at = t_now_ns() + CFD_MSEC(1);
 
@@ -321,7 +313,7 @@ START_TEST(test_timeout_10000)
 	 * on a slow host (a passed one would fire in this thread). */
 	base = t_now_ns() + CFD_SEC(2);
 	for (int i = 0; i < MANY; i++) {
-		many->tok[i] = new_token("many");
+		many->tok[i] = t_new_token("many");
 		many->when[i] = base + (int64_t)perm[i] * CFD_USEC(10);
 		ck_assert_int_eq(cfd_token_on_trigger(NULL, many->tok[i],
 						      many_fired,
@@ -363,7 +355,7 @@ END_TEST
 START_TEST(test_signals_einval)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = SENTINEL;
 	/* Each bad list: SIGKILL, SIGSTOP, the C library's 32 and 33, 0,
 	 * negative, past the last signal. */
@@ -401,7 +393,7 @@ END_TEST
 START_TEST(test_signals_ebusy_until_blocked)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = SENTINEL;
 	sigset_t usr2 = tw_sigset(SIGUSR2, 0), both;
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0), mask;
@@ -426,7 +418,7 @@ END_TEST
 START_TEST(test_signals_fire_with_number)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("sig");
+	struct cfd_token *tok = t_new_token("sig");
 	struct cfd_source *src = NULL;
 	sigset_t set = tw_sigset(SIGUSR1, SIGUSR2, 0);
 	int fds;
@@ -453,8 +445,8 @@ END_TEST
 START_TEST(test_signals_same_signal_two_tokens)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *a = new_token("a"), *b = new_token("b");
-	struct cfd_token *c = new_token("c");
+	struct cfd_token *a = t_new_token("a"), *b = t_new_token("b");
+	struct cfd_token *c = t_new_token("c");
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
 	sigset_t both = tw_sigset(SIGUSR1, SIGUSR2, 0);
 	sigset_t usr2 = tw_sigset(SIGUSR2, 0);
@@ -491,7 +483,7 @@ END_TEST
 START_TEST(test_signals_two_watchers_eexist)
 {
 	struct cfd_watcher *w1 = new_watcher(), *w2 = new_watcher();
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *s1 = NULL, *s2 = SENTINEL, *s3 = NULL;
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0), usr2 = tw_sigset(SIGUSR2, 0);
 	sigset_t both = tw_sigset(SIGUSR1, SIGUSR2, 0);
@@ -618,7 +610,7 @@ END_TEST
 START_TEST(test_fd_errors)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = SENTINEL;
 	int closed = eventfd(0, EFD_CLOEXEC), fds;
 	FILE *regular = tmpfile();
@@ -653,7 +645,7 @@ START_TEST(test_fd_hangup)
 	int fds = t_count_fds();
 
 	for (int kind = 0; kind < 2; kind++) {
-		struct cfd_token *tok = new_token("peer");
+		struct cfd_token *tok = t_new_token("peer");
 		struct cfd_source *src = NULL;
 		int p[2];
 
@@ -686,8 +678,8 @@ END_TEST
 START_TEST(test_fd_nested_watcher)
 {
 	struct cfd_watcher *outer = new_watcher(), *inner = new_watcher();
-	struct cfd_token *busy = new_token("inner has work");
-	struct cfd_token *tick = new_token("tick");
+	struct cfd_token *busy = t_new_token("inner has work");
+	struct cfd_token *tick = t_new_token("tick");
 	struct cfd_source *src = SENTINEL;
 
 	ck_assert_int_eq(
@@ -715,7 +707,7 @@ END_TEST
 START_TEST(test_fd_pidfd)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("child exited");
+	struct cfd_token *tok = t_new_token("child exited");
 	int p[2], pidfd;
 	pid_t pid;
 
@@ -787,7 +779,7 @@ static void send_fd(int sock, int fd)
 START_TEST(test_fd_other_process_token)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("remote");
+	struct cfd_token *tok = t_new_token("remote");
 	int sv[2], fd, status;
 	pid_t pid;
 	char go = 'g';
@@ -839,7 +831,7 @@ static bool never(struct cfd_token *tok, void *arg)
 START_TEST(test_condition_einval)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = SENTINEL;
 
 	ck_assert_int_eq(
@@ -888,7 +880,7 @@ START_TEST(test_condition_embedded)
 	struct cond_ctx c = { .true_at = 3 };
 	struct cfd_source *src = NULL;
 
-	c.tok = new_token("cond");
+	c.tok = t_new_token("cond");
 	ck_assert_int_eq(cfd_source_add_condition(&src, c.tok, w, count_calls,
 						  &c, CFD_MSEC(1)),
 			 0);
@@ -921,7 +913,7 @@ START_TEST(test_condition_on_watcher_thread)
 	struct cfd_watcher *w = new_watcher();
 	struct cond_ctx c = { .true_at = 2 };
 
-	c.tok = new_token("cond");
+	c.tok = t_new_token("cond");
 	ck_assert_int_eq(cfd_watcher_start(w), 0);
 	ck_assert_int_eq(cfd_source_add_condition(NULL, c.tok, w, count_calls,
 						  &c, CFD_USEC(100)),
@@ -943,7 +935,7 @@ START_TEST(test_condition_stops_when_token_triggers)
 	struct cfd_watcher *w = new_watcher();
 	struct cond_ctx c = { .true_at = -1 };
 
-	c.tok = new_token("cond");
+	c.tok = t_new_token("cond");
 	ck_assert_int_eq(cfd_source_add_condition(NULL, c.tok, w, count_calls,
 						  &c, CFD_USEC(100)),
 			 0);
@@ -976,7 +968,7 @@ END_TEST
 START_TEST(test_already_triggered_no_fd)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("done");
+	struct cfd_token *tok = t_new_token("done");
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
 	int efd = eventfd(0, EFD_CLOEXEC), fds, threads;
 
@@ -1027,7 +1019,7 @@ START_TEST(test_source_fd_closed)
 {
 	int kind = _i / 4, way = _i % 4;
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = NULL, **ret = &src;
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
 	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), fds;
@@ -1074,7 +1066,7 @@ END_TEST
 START_TEST(test_sources_on_one_token)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("multi");
+	struct cfd_token *tok = t_new_token("multi");
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
 	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), fds;
 
@@ -1126,7 +1118,7 @@ static bool free_own_source_pred(struct cfd_token *tok, void *arg)
 START_TEST(test_free_from_own_fire)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("t"), *tok2 = new_token("t2");
+	struct cfd_token *tok = t_new_token("t"), *tok2 = t_new_token("t2");
 	struct self_free s = { 0 }, p = { 0 };
 	int efd;
 
@@ -1209,7 +1201,7 @@ START_TEST(test_free_waits_for_fire)
 {
 	bool predicate = _i;
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("race");
+	struct cfd_token *tok = t_new_token("race");
 	struct race r = { 0 };
 	pthread_t th;
 	int efd = -1;
@@ -1275,11 +1267,12 @@ static void add_and_free(struct cfd_token *tok, void *arg)
 START_TEST(test_add_remove_from_callback)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *first = new_token("first"), *victim = new_token("v");
+	struct cfd_token *first = t_new_token("first"),
+			 *victim = t_new_token("v");
 	struct from_cb f = { .w = w, .add_result = -99 };
 	int efd;
 
-	f.next = new_token("next");
+	f.next = t_new_token("next");
 	ck_assert_int_eq(cfd_token_on_trigger(NULL, first, add_and_free, &f, 0),
 			 0);
 	/* (a victim due in the same dispatch would fire anyway: see
@@ -1436,7 +1429,7 @@ static void child_sources(void *arg)
 
 START_TEST(test_sources_after_fork)
 {
-	struct cfd_token *tok = new_token("parent");
+	struct cfd_token *tok = t_new_token("parent");
 
 	tw_block_test_signals();
 	fork_w = new_watcher();
@@ -1480,7 +1473,7 @@ START_TEST(test_emfile)
 {
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
 	struct cfd_watcher *w = NULL, *w2;
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = SENTINEL;
 	struct rlimit saved;
 	int efd = eventfd(0, EFD_CLOEXEC), fds = t_count_fds();
@@ -1524,7 +1517,7 @@ END_TEST
 START_TEST(test_regression_free_after_token_freed)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = NULL;
 
 	ck_assert_int_eq(cfd_source_add_timeout(&src, tok, w, CFD_SEC(10)), 0);
@@ -1550,7 +1543,7 @@ static void free_sibling(struct cfd_token *tok, void *arg)
 START_TEST(test_regression_freed_sibling_fires)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *t1 = new_token("t1"), *t2 = new_token("t2");
+	struct cfd_token *t1 = t_new_token("t1"), *t2 = t_new_token("t2");
 	struct cfd_source *s1 = NULL;
 	int64_t at = t_now_ns() + CFD_MSEC(2);
 
@@ -1591,7 +1584,7 @@ static void child_claims_signal(void *arg)
 START_TEST(test_regression_signal_owned_after_fork)
 {
 	struct cfd_watcher *w;
-	struct cfd_token *tok = new_token("parent");
+	struct cfd_token *tok = t_new_token("parent");
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
 
 	tw_block_test_signals();
@@ -1611,7 +1604,7 @@ END_TEST
  * read that never completes) is abandoned when the timeout fires. */
 START_TEST(seed_timeout)
 {
-	struct cfd_token *api_call = new_token("api_call");
+	struct cfd_token *api_call = t_new_token("api_call");
 	int never_ready[2];
 	int64_t t0 = t_now_ns();
 	struct pollfd p[2];
@@ -1655,7 +1648,7 @@ static void *controller(void *arg)
 
 START_TEST(seed_manual_from_thread)
 {
-	struct manual m = { .token = new_token("worker") };
+	struct manual m = { .token = t_new_token("worker") };
 	int processed = 0, i;
 	pthread_t th;
 
@@ -1690,7 +1683,7 @@ START_TEST(seed_graceful_shutdown)
 {
 	int signo = shutdown_signals[_i], served = 0, requests[2], state[2];
 	sigset_t set = tw_sigset(SIGTERM, SIGINT, 0);
-	struct cfd_token *app = new_token("application"), *under, *shield;
+	struct cfd_token *app = t_new_token("application"), *under, *shield;
 	bool cleanup_ran = false;
 	char c = 'r';
 
@@ -1767,7 +1760,7 @@ static bool check_resources(struct cfd_token *tok, void *arg)
 
 START_TEST(seed_condition)
 {
-	struct cfd_token *task = new_token("memory_intensive_task");
+	struct cfd_token *task = t_new_token("memory_intensive_task");
 	struct resources r = { 50, 0 };
 	int64_t end = t_now_ns() + CFD_MSEC(T_WAIT_MS);
 
@@ -1797,9 +1790,9 @@ START_TEST(seed_any_of_first_wins)
 	static const int reasons[] = { CFD_REASON_TIMEOUT, CFD_REASON_MANUAL,
 				       CFD_REASON_SIGNAL };
 
-	toks[0] = new_token("timeout");
-	toks[1] = new_token("token");
-	toks[2] = new_token("sigterm");
+	toks[0] = t_new_token("timeout");
+	toks[1] = t_new_token("token");
+	toks[2] = t_new_token("sigterm");
 	ck_assert_int_eq(
 	    cfd_source_add_timeout(NULL, toks[0], NULL,
 				   _i == 0 ? CFD_MSEC(2) : CFD_SEC(3600)),
@@ -1841,8 +1834,8 @@ static bool data_complete(struct cfd_token *tok, void *arg)
 START_TEST(seed_all_of_neither_alone)
 {
 	struct cfd_watcher *wt = new_watcher(), *wc = new_watcher();
-	struct cfd_token *min_time = new_token("min_time");
-	struct cfd_token *ready = new_token("data_ready"), *both;
+	struct cfd_token *min_time = t_new_token("min_time");
+	struct cfd_token *ready = t_new_token("data_ready"), *both;
 	struct cfd_token *toks[2] = { min_time, ready };
 	bool complete = false;
 

@@ -39,14 +39,6 @@ static struct cfd_watcher *new_watcher(void)
 	return w;
 }
 
-static struct cfd_token *new_token(const char *name)
-{
-	struct cfd_token *t = NULL;
-
-	ck_assert_int_eq(cfd_token_new(&t, name), 0);
-	return t;
-}
-
 static bool fd_is(int fd, const char *what)
 {
 	char path[64], target[128];
@@ -92,7 +84,7 @@ END_TEST
 
 START_TEST(test_einval)
 {
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 
 	ck_assert_int_eq(cfd_watcher_new(NULL), -EINVAL);
 	ck_assert_int_eq(cfd_watcher_default(NULL), -EINVAL);
@@ -114,7 +106,7 @@ END_TEST
 START_TEST(test_dispatch_counts)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *a = new_token("a"), *b = new_token("b");
+	struct cfd_token *a = t_new_token("a"), *b = t_new_token("b");
 	int pa[2], pb[2];
 
 	ck_assert(!t_fd_readable(cfd_watcher_fd(w), 0));
@@ -178,7 +170,7 @@ START_TEST(test_dispatch_two_threads)
 	pthread_t th[2];
 
 	for (int i = 0; i < 64; i++) {
-		d.toks[i] = new_token("t");
+		d.toks[i] = t_new_token("t");
 		ck_assert_int_eq(cfd_source_add_timeout(NULL, d.toks[i], d.w,
 							CFD_USEC(20 * i + 1)),
 				 0);
@@ -228,7 +220,7 @@ static void reenter(struct cfd_token *tok, void *arg)
 START_TEST(test_dispatch_from_callback)
 {
 	struct reentry r = { .w = new_watcher(), .gate = -1, .done = -1 };
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	int efd;
 
 	ck_assert_int_eq(cfd_token_on_trigger(NULL, tok, reenter, &r, 0), 0);
@@ -254,7 +246,7 @@ START_TEST(test_start_stop)
 
 	ck_assert_int_eq(cfd_watcher_stop(w), -EALREADY);
 	for (int round = 0; round < 3; round++) {
-		struct cfd_token *tok = new_token("t");
+		struct cfd_token *tok = t_new_token("t");
 
 		ck_assert_int_eq(cfd_watcher_start(w), 0);
 		ck_assert_int_eq(cfd_watcher_start(w), -EALREADY);
@@ -280,7 +272,7 @@ START_TEST(test_own_thread_calls)
 			     .own_thread = true,
 			     .gate = -1,
 			     .done = eventfd(0, EFD_CLOEXEC) };
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	int efd;
 
 	ck_assert_int_eq(cfd_watcher_start(r.w), 0);
@@ -313,7 +305,7 @@ static void drop_watcher(struct cfd_token *tok, void *arg)
 START_TEST(test_last_unref_on_own_thread)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	int fds = t_count_fds() - 3; /* without the watcher's fds */
 	int64_t end = t_now_ns() + CFD_MSEC(T_WAIT_MS);
 
@@ -337,7 +329,7 @@ END_TEST
 START_TEST(test_default)
 {
 	struct cfd_watcher *d = NULL;
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	int fds = t_count_fds();
 
 	ck_assert_int_eq(cfd_watcher_default(&d), 0);
@@ -375,7 +367,7 @@ static bool probe_mask(struct cfd_token *tok, void *arg)
 START_TEST(test_default_blocks_all_signals)
 {
 	struct mask_probe p;
-	struct cfd_token *tok = new_token("probe");
+	struct cfd_token *tok = t_new_token("probe");
 
 	ck_assert_int_eq(
 	    cfd_source_add_condition(NULL, tok, NULL, probe_mask, &p, 1), 0);
@@ -424,7 +416,7 @@ static void child_uses_parent_watcher(void *arg)
 
 START_TEST(test_after_fork_echild)
 {
-	struct cfd_token *tok = new_token("parent");
+	struct cfd_token *tok = t_new_token("parent");
 
 	parent_w = new_watcher();
 	ck_assert_int_eq(
@@ -538,7 +530,7 @@ START_TEST(test_async_from_signal_handler)
 	int tok_fd, child_fd;
 
 	handler.w = new_watcher();
-	handler.tok = new_token("handled");
+	handler.tok = t_new_token("handled");
 	ck_assert_int_eq(cfd_token_child(&child, handler.tok, "child"), 0);
 	ck_assert_int_eq(
 	    cfd_token_on_trigger(NULL, handler.tok, count_run, &on_tok, 0), 0);
@@ -588,7 +580,7 @@ END_TEST
 START_TEST(test_async_preserves_errno)
 {
 	uint64_t max = 0xfffffffffffffffeull;
-	struct cfd_token *tok = new_token("full");
+	struct cfd_token *tok = t_new_token("full");
 	struct cfd_watcher *w = new_watcher();
 
 	ck_assert_int_eq(write(cfd_token_fd(tok), &max, sizeof(max)),
@@ -627,7 +619,7 @@ START_TEST(test_async_wakes_waiters)
 	void *ret;
 
 	handler.w = new_watcher();
-	handler.tok = sl.tok = new_token("waited");
+	handler.tok = sl.tok = t_new_token("waited");
 	install_handler(SIGUSR2);
 	ck_assert_int_eq(pthread_create(&th, NULL, sleeper, &sl), 0);
 	while (!atomic_load(&sl.tid))
@@ -648,7 +640,7 @@ END_TEST
  * until it exists (this test process never made it). */
 START_TEST(test_async_enxio_without_default)
 {
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 
 	ck_assert_int_eq(cfd_token_trigger_async_safe(tok, NULL, 0), -ENXIO);
 	ck_assert(!cfd_token_triggered(tok));
@@ -664,7 +656,7 @@ START_TEST(test_async_default_watcher)
 	struct ran on_child = { 0 };
 
 	handler.w = NULL;
-	handler.tok = new_token("handled");
+	handler.tok = t_new_token("handled");
 	ck_assert_int_eq(cfd_token_child(&child, handler.tok, "child"), 0);
 	ck_assert_int_eq(
 	    cfd_token_on_trigger(NULL, child, count_run, &on_child, 0), 0);
@@ -702,7 +694,7 @@ static void case_init(struct loop_case *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->w = new_watcher();
-	c->job = new_token("job");
+	c->job = t_new_token("job");
 	ck_assert_int_eq(
 	    cfd_source_add_timeout(NULL, c->job, c->w, CFD_MSEC(1)), 0);
 	c->wfd = cfd_watcher_fd(c->w);
@@ -976,7 +968,7 @@ END_TEST
 /* The default watcher: pass NULL, wait on the token. */
 START_TEST(test_loop_default)
 {
-	struct cfd_token *job = new_token("job");
+	struct cfd_token *job = t_new_token("job");
 
 	ck_assert_int_eq(cfd_source_add_timeout(NULL, job, NULL, CFD_MSEC(1)),
 			 0);
@@ -1029,7 +1021,7 @@ START_TEST(test_regression_start_from_own_thread_while_stopping)
 			     .gate = eventfd(0, EFD_CLOEXEC),
 			     .done = eventfd(0, EFD_CLOEXEC) };
 	struct stopper st = { .w = r.w };
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	pthread_t th;
 	int efd;
 
@@ -1062,7 +1054,7 @@ END_TEST
 START_TEST(test_regression_async_pending_at_free)
 {
 	struct cfd_watcher *w = new_watcher();
-	struct cfd_token *tok = new_token("t");
+	struct cfd_token *tok = t_new_token("t");
 	int fds = t_count_fds(); /* before the token's fd */
 
 	ck_assert_int_ge(cfd_token_fd(tok), 0);
