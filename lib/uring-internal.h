@@ -123,7 +123,7 @@ struct watch {
 /* 24 bytes: what an op in flight costs in cache is what its CQE waits on. */
 struct op_slot {
 	uint64_t user_data;	 /* the caller's */
-	struct cfd_scope *scope; /* when meta has SLOT_LIVE */
+	struct cfd_scope *scope; /* NULL when free */
 	uint32_t meta;		 /* generation << SLOT_GEN_SHIFT | SLOT_* */
 };
 

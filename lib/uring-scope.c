@@ -109,8 +109,7 @@ void scope_cancel_ops(struct cfd_uring *cu, struct cfd_scope *s)
 	for (uint32_t i = 0; i < cu->nslots; i++) {
 		struct op_slot *o = &cu->slots[i];
 
-		if (!(o->meta & SLOT_LIVE) || o->scope != s ||
-		    (o->meta & SLOT_SHIELD))
+		if (o->scope != s || (o->meta & SLOT_SHIELD))
 			continue;
 		if ((o->meta & SLOT_CANCELLED) && !(o->meta & SLOT_OWED))
 			continue;
@@ -134,7 +133,7 @@ void scopes_flush_owed(struct cfd_uring *cu, bool may_submit)
 	for (uint32_t i = 0; i < cu->nslots; i++) {
 		struct op_slot *o = &cu->slots[i];
 
-		if (!(o->meta & SLOT_LIVE) || !(o->meta & SLOT_OWED))
+		if (!(o->meta & SLOT_OWED)) /* a free slot has none */
 			continue;
 		if (queue_cancel(cu, i, may_submit)) {
 			o->meta &= ~SLOT_OWED;
@@ -185,7 +184,7 @@ void scope_destroy(struct cfd_scope *s)
 	struct cfd_uring *cu = s->cu;
 
 	for (uint32_t i = 0; i < cu->nslots; i++)
-		if ((cu->slots[i].meta & SLOT_LIVE) && cu->slots[i].scope == s)
+		if (cu->slots[i].scope == s)
 			slot_free(cu, i);
 	if (s->watch != NIL)
 		watch_unlink_scope(cu, s);
