@@ -65,6 +65,7 @@ const char *cfd_token_name(const struct cfd_token *tok);
 
 int cfd_token_trigger(struct cfd_token *tok);
 int cfd_token_trigger_msg(struct cfd_token *tok, const char *message);
+int cfd_token_trigger_from(struct cfd_token *tok, struct cfd_token *from);
 bool cfd_token_triggered(const struct cfd_token *tok);
 int cfd_token_check(const struct cfd_token *tok);
 int cfd_token_wait(struct cfd_token *tok, int64_t timeout_ns);

@@ -21,11 +21,7 @@
 #include <unistd.h>
 
 #include "cancelfd.h"
-
-#define CFD_EXPORT __attribute__((visibility("default")))
-
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+#include "common.h"
 
 /* ---- futex and a 4-byte lock ---- */
 

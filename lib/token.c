@@ -352,6 +352,20 @@ CFD_EXPORT int cfd_token_trigger_msg(struct cfd_token *tok, const char *message)
 	return token_trigger(tok, CFD_REASON_MANUAL, 0, copy);
 }
 
+CFD_EXPORT int cfd_token_trigger_from(struct cfd_token *tok,
+				      struct cfd_token *from)
+{
+	int r = token_validate(tok);
+
+	if (r == 0)
+		r = token_validate(from);
+	if (r < 0)
+		return r;
+	if (tok == from || !(token_state(from) & ST_TRIGGERED))
+		return -EINVAL;
+	return token_trigger_from(tok, from);
+}
+
 CFD_EXPORT bool cfd_token_triggered(const struct cfd_token *tok)
 {
 	return tok && (token_state(tok) & ST_TRIGGERED);

@@ -3,10 +3,21 @@
 #define CFD_URING_INTERNAL_H
 
 /*
- * Shared by lib/uring.c (the binding, token watches, the ring timer, CQE
- * dispatch, the backlog), lib/uring-wait.c (cfd_uring_wait) and
- * lib/uring-scope.c (scopes).  Only the public token API and the core's
- * process/clock helpers are used from the core.
+ * Shared by the files of the io_uring layer:
+ *   uring.c        the binding, SQEs, CQE dispatch, the backlog, and the
+ *                  history a released binding leaves to the next one
+ *   uring-poll.c   token polls: one multishot poll per token and ring
+ *   uring-wait.c   cfd_uring_wait()
+ *   uring-scope.c  scopes and their op slots
+ * The layer uses only the public API of <cancelfd.h>: it hears a trigger
+ * through the token's fd, and it keeps nothing of its own in the core.
+ *
+ * What the layer keeps in flight on the caller's ring, and no more: while
+ * a wait runs, its ops, its cancels and a poll on its token; while a scope
+ * lives, a poll on its token.  It never uses IOSQE_CQE_SKIP_SUCCESS (the
+ * kernel refuses IOSQE_IO_DRAIN on a ring once it has seen it) and never a
+ * timeout request (a wait's deadline is its io_uring_enter() timeout), so
+ * a caller's drain waits for the caller's own ops and live scopes' polls.
  */
 
 #include <liburing.h>
@@ -14,7 +25,7 @@
 #include <stdint.h>
 
 #include "cancelfd-uring.h"
-#include "internal.h"
+#include "common.h"
 
 /* ---- what liburing 2.3 lacks ---- */
 
@@ -24,38 +35,59 @@
 #ifndef IOSQE_CQE_SKIP_SUCCESS
 #define IOSQE_CQE_SKIP_SUCCESS (1U << 6)
 #endif
-#ifndef IORING_FEAT_CQE_SKIP
-#define IORING_FEAT_CQE_SKIP (1U << 11)
-#endif
+
+/* ---- the process the binding belongs to ---- */
+
+/* Advanced in a forked child (pthread_atfork), so that a binding used in
+ * another process is detected with one compare, not a getpid() call. */
+extern _Atomic uint32_t uring_fork_gen;
+
+static inline uint32_t uring_fork_generation(void)
+{
+	return atomic_load_explicit(&uring_fork_gen, memory_order_relaxed);
+}
+
+int64_t uring_now(void);
 
 /* ---- user_data of the library's SQEs ---- */
 
 /*
  * tag (16 bits) | kind (4) | generation (20) | index (24).  The generation
- * makes a CQE (or a cancel still in flight) that belongs to an earlier
- * life of a slot harmless: it matches nothing.
+ * makes a completion that belongs to an earlier life of an index harmless:
+ * it matches nothing.  Generations continue from one binding of a ring to
+ * the next (see struct uring_history), so a new binding never takes a
+ * released one's completions for its own.
  */
 enum ud_kind {
-	UD_NOP = 1,	     /* a neutralised SQE: posts nothing */
-	UD_POLL = 2,	     /* a token watch's multishot poll */
-	UD_POLL_REMOVE = 3,  /* its removal (skip-success) */
-	UD_TIMER = 4,	     /* the ring timer */
-	UD_TIMER_UPDATE = 5, /* moving it (reaped by the wait) */
-	UD_TIMER_REMOVE = 6, /* removing it (teardown, skip-success) */
-	UD_WAIT_OP = 7,	     /* an op of the running wait */
-	UD_WAIT_CANCEL = 8,  /* the wait cancelling one of its ops */
-	UD_SCOPE_OP = 9,     /* an op tracked by a scope */
-	UD_SCOPE_CANCEL = 10 /* a scope cancelling one (skip-success) */
+	UD_NOP = 1,	     /* a neutralised SQE of a refused submit */
+	UD_POLL = 2,	     /* a token poll (POLL_ADD) */
+	UD_POLL_REMOVE = 3,  /* its removal */
+	UD_WAIT_OP = 4,	     /* an op of the running wait */
+	UD_WAIT_CANCEL = 5,  /* the wait cancelling one of its ops */
+	UD_SCOPE_OP = 6,     /* an op tracked by a scope */
+	UD_SCOPE_CANCEL = 7, /* a scope cancelling one */
+	UD_FAIL_LINK = 8,    /* fails at once, so the op linked behind it is
+				cancelled without running */
 };
 
-#define UD_GEN_MASK 0xfffffu
-#define UD_IDX_MASK 0xffffffu
-#define UD_IDX_MAX UD_IDX_MASK
+#define UD_KIND_SHIFT 44
+#define UD_GEN_SHIFT 24
+#define UD_GEN_BITS 20
+#define UD_IDX_BITS 24
+#define UD_GEN_MASK ((1u << UD_GEN_BITS) - 1)
+#define UD_IDX_MASK ((1u << UD_IDX_BITS) - 1)
+
+_Static_assert(UD_GEN_SHIFT == UD_IDX_BITS, "generation right above index");
+_Static_assert(UD_KIND_SHIFT == UD_GEN_SHIFT + UD_GEN_BITS,
+	       "kind right above generation");
+_Static_assert(UD_KIND_SHIFT + 4 == 48, "tag in the top 16 bits");
 
 static inline uint64_t ud_make(unsigned kind, uint32_t gen, uint32_t idx)
 {
-	return ((uint64_t)CFD_URING_UDATA_TAG << 48) | ((uint64_t)kind << 44) |
-	       ((uint64_t)(gen & UD_GEN_MASK) << 24) | (idx & UD_IDX_MASK);
+	return ((uint64_t)CFD_URING_UDATA_TAG << 48) |
+	       ((uint64_t)kind << UD_KIND_SHIFT) |
+	       ((uint64_t)(gen & UD_GEN_MASK) << UD_GEN_SHIFT) |
+	       (idx & UD_IDX_MASK);
 }
 
 static inline bool ud_is_own(uint64_t ud)
@@ -65,12 +97,12 @@ static inline bool ud_is_own(uint64_t ud)
 
 static inline unsigned ud_kind(uint64_t ud)
 {
-	return (unsigned)(ud >> 44) & 0xf;
+	return (unsigned)(ud >> UD_KIND_SHIFT) & 0xf;
 }
 
 static inline uint32_t ud_gen(uint64_t ud)
 {
-	return (uint32_t)(ud >> 24) & UD_GEN_MASK;
+	return (uint32_t)(ud >> UD_GEN_SHIFT) & UD_GEN_MASK;
 }
 
 static inline uint32_t ud_idx(uint64_t ud)
@@ -81,67 +113,77 @@ static inline uint32_t ud_idx(uint64_t ud)
 /* Tag and kind at once: a scope op's CQE is the hot case. */
 static inline bool ud_is_scope_op(uint64_t ud)
 {
-	return (ud >> 44) ==
+	return (ud >> UD_KIND_SHIFT) ==
 	       (((uint64_t)CFD_URING_UDATA_TAG << 4) | UD_SCOPE_OP);
 }
 
-/* ---- token watches: one multishot poll per token and ring ---- */
-
 #define NIL UINT32_MAX
 
-/*
- * How many watches with no user (no scope, no running wait) stay armed so
- * that the next wait on the same token costs no extra SQE.  Each holds a
- * reference to its token (and so its eventfd) until evicted or until the
- * cfd_uring is released.
- */
-#define WATCH_IDLE_MAX 16
+/* ---- token polls (uring-poll.c) ---- */
 
-struct watch {
-	struct cfd_token *tok; /* referenced; NULL when the slot is free */
-	uint32_t gen;	       /* generation of the armed poll */
-	uint32_t users;	       /* scopes + the running wait */
-	uint32_t hnext;	       /* hash chain, or free list */
-	uint32_t idle_prev, idle_next;
+/* One poll per token and ring, shared by the waits and scopes that use
+ * the token.  It lives while it has users. */
+struct tpoll {
+	struct cfd_token *tok;	  /* referenced; NULL when the entry is free */
+	uint32_t ud_gen;	  /* the armed poll's user_data generation */
+	uint32_t users;		  /* scopes + the running wait */
+	uint32_t hnext;		  /* hash chain, or free list */
 	struct cfd_scope *scopes; /* scopes on this token */
 	uint8_t armed;		  /* a poll is in flight */
-	uint8_t fired;		  /* the token was seen triggered */
-	uint8_t idle;		  /* on the idle list */
+	uint8_t saw_trigger;	  /* the token was seen triggered */
 	uint8_t errors;		  /* poll failures in a row */
 };
 
-/* ---- scope ops ---- */
+int tpoll_get_slow(struct cfd_uring *cu, struct cfd_token *tok, uint32_t *idx);
+void tpoll_put(struct cfd_uring *cu, uint32_t idx);
+int tpoll_arm(struct cfd_uring *cu, uint32_t idx, bool may_submit);
+void tpoll_mark(struct cfd_uring *cu, uint32_t idx);
+void tpoll_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe);
+void tpolls_free(struct cfd_uring *cu);
 
-/* op_slot.meta: the generation of the slot's op, and its state */
-#define SLOT_SHIELD (1u << 0)
-#define SLOT_CANCELLED (1u << 1) /* the scope asked to cancel it */
-#define SLOT_OWED (1u << 2)	 /* ... but no SQE was free yet */
-#define SLOT_LIVE (1u << 3)	 /* an op is in flight */
-#define SLOT_GEN_SHIFT 12	 /* 20 bits, as in user_data */
-#define SLOT_STATE_MASK ((1u << SLOT_GEN_SHIFT) - 1)
+/* ---- scope op slots (uring-scope.c) ---- */
+
+/*
+ * An op slot's meta word: the generation of the slot's op (as in its
+ * user_data) and its state.  An orphan is an op of a released binding
+ * still in flight: its slot stays taken until its completion comes, which
+ * the next binding reports as the library's own.
+ */
+#define OPSLOT_SHIELD (1u << 0)
+#define OPSLOT_CANCELLED (1u << 1) /* the scope asked to cancel it */
+#define OPSLOT_OWED (1u << 2)	   /* ... but no SQE could carry it yet */
+#define OPSLOT_LIVE (1u << 3)	   /* an op is in flight */
+#define OPSLOT_ORPHAN (1u << 4)	   /* a released binding's op in flight */
+#define OPSLOT_GEN_SHIFT 12
+#define OPSLOT_STATE_MASK ((1u << OPSLOT_GEN_SHIFT) - 1)
+
+_Static_assert(OPSLOT_GEN_SHIFT + UD_GEN_BITS == 32,
+	       "an op slot's generation is its user_data generation");
+_Static_assert(CFD_SCOPE_SHIELD == OPSLOT_SHIELD,
+	       "cfd_scope_add() flags go into the slot as is");
 
 /* 24 bytes: what an op in flight costs in cache is what its CQE waits on. */
 struct op_slot {
 	uint64_t user_data;	 /* the caller's */
-	struct cfd_scope *scope; /* NULL when free */
-	uint32_t meta;		 /* generation << SLOT_GEN_SHIFT | SLOT_* */
+	struct cfd_scope *scope; /* NULL when free or orphaned */
+	uint32_t meta;		 /* generation << OPSLOT_GEN_SHIFT | OPSLOT_* */
 };
 
 /* The user_data the slot's op carries on the ring. */
-static inline uint64_t slot_ud(const struct op_slot *o, uint32_t idx)
+static inline uint64_t opslot_ud(const struct op_slot *o, uint32_t idx)
 {
-	return ud_make(UD_SCOPE_OP, o->meta >> SLOT_GEN_SHIFT, idx);
+	return ud_make(UD_SCOPE_OP, o->meta >> OPSLOT_GEN_SHIFT, idx);
 }
 
-/* Is ud (a UD_SCOPE_OP of this slot's index) the op in flight in it?
- * One compare: ud's generation lands where meta keeps it. */
-static inline bool slot_matches(const struct op_slot *o, uint64_t ud)
+/* Is ud (a UD_SCOPE_OP of this slot's index) the live op in it?  One
+ * compare: ud's generation lands where meta keeps it. */
+static inline bool opslot_matches(const struct op_slot *o, uint64_t ud)
 {
-	uint32_t want =
-	    ((uint32_t)(ud >> (24 - SLOT_GEN_SHIFT)) & ~SLOT_STATE_MASK) |
-	    SLOT_LIVE;
+	uint32_t want = ((uint32_t)(ud >> (UD_GEN_SHIFT - OPSLOT_GEN_SHIFT)) &
+			 ~OPSLOT_STATE_MASK) |
+			OPSLOT_LIVE;
 
-	return (o->meta & ~(SLOT_STATE_MASK & ~SLOT_LIVE)) == want;
+	return (o->meta & ~(OPSLOT_STATE_MASK & ~OPSLOT_LIVE)) == want;
 }
 
 #define SCOPE_DETACHED (1u << 31)
@@ -156,18 +198,25 @@ struct cfd_scope {
 	_Atomic uint32_t refs; /* the caller's references */
 	struct cfd_uring *cu;  /* referenced while refs > 0 */
 	struct cfd_token *tok; /* referenced */
-	uint32_t watch;	       /* index, or NIL when the token had fired */
-	/* The watch's poll is armed and has not seen the trigger: an op
-	 * added needs nothing more (kept by watch_mark()). */
+	uint32_t poll;	       /* token poll index, or NIL */
+	/* The token poll is armed and has not seen the trigger: an op added
+	 * needs nothing more (kept by tpoll_mark()). */
 	bool quiet;
 	/* ops in flight, | SCOPE_DETACHED once no caller holds it: it is
 	 * freed with its last op (one compare on each op's CQE) */
 	uint32_t pending;
-	bool owed; /* some ops wait for a free SQE to be cancelled */
-	struct cfd_scope *wprev, *wnext; /* on the watch's list */
-	struct cfd_scope *prev, *next;	 /* on the ring's list */
+	bool owed; /* some ops wait for an SQE to carry their cancel */
+	struct cfd_scope *pprev, *pnext; /* on the token poll's list */
+	struct cfd_scope *prev, *next;	 /* on the binding's list */
 	struct scope_link *links;
 };
+
+void scope_cancel_ops(struct cfd_uring *cu, struct cfd_scope *s);
+void scopes_flush_owed(struct cfd_uring *cu, bool may_submit);
+void scope_destroy(struct cfd_scope *s);
+int scope_op_last(struct cfd_uring *cu, struct cfd_scope *s, int kind,
+		  bool submit);
+int scope_op_stray(struct cfd_uring *cu, const struct io_uring_cqe *cqe);
 
 /* ---- the running wait (uring-wait.c) ---- */
 
@@ -179,11 +228,14 @@ struct wait_op {
 	uint8_t asked;	    /* a cancel of ours was issued */
 	uint8_t hit;	    /* a cancel of ours found it (0 or -EALREADY) */
 	uint8_t missed;	    /* the last cancel found nothing (-ENOENT) */
-	uint8_t linked;	    /* it has IOSQE_IO_LINK / IO_HARDLINK */
+	uint8_t chained;    /* it has IOSQE_IO_LINK / IO_HARDLINK */
+	uint8_t timer;	    /* it is a LINK_TIMEOUT: it ends with its op */
+	uint8_t timed_out;  /* its own LINK_TIMEOUT fired: the kernel is
+			       cancelling it, the result is its own */
 };
 
 struct wait {
-	uint32_t gen;
+	uint32_t ud_gen;
 	unsigned nops;
 	struct wait_op *ops;
 	struct cfd_op_result *results; /* the caller's, filled as CQEs come */
@@ -192,12 +244,13 @@ struct wait {
 	unsigned seq;
 	int first, last; /* ops whose first CQE came first, and last */
 	bool asked_any;	 /* some cancel was issued */
-	bool expired;	 /* the ring timer found the deadline passed */
 	bool has_deadline;
 	int64_t deadline;
 };
 
-/* ---- the binding ---- */
+void wait_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe);
+
+/* ---- the binding (uring.c) ---- */
 
 struct backlog_entry {
 	uint64_t cqe[4]; /* room for a 32-byte CQE */
@@ -218,10 +271,8 @@ struct cfd_uring {
 		uint16_t work;
 	};
 	/* scope ops: the slots, and the free ones as a stack of indices
-	 * (taking one is a load and a decrement; a linked free list made a
-	 * chain of dependent loads from one op to the next).  A scope's ops
-	 * are found by scanning the slots, on the rare paths that need
-	 * them. */
+	 * (taking one is a load and a decrement).  A scope's ops are found
+	 * by scanning the slots, on the rare paths that need them. */
 	uint32_t nslots, nfree;
 	struct op_slot *slots;
 	uint32_t *free_slots;
@@ -229,22 +280,18 @@ struct cfd_uring {
 	_Atomic uint32_t refs;
 	struct io_uring *ring;
 	size_t cqe_size;
-	uint32_t gen; /* source of user_data generations */
+	uint32_t ud_gen; /* source of user_data generations */
+	/* Completions can wait in the kernel for the ring's next entry
+	 * (DEFER_TASKRUN, COOP_TASKRUN): a wait lets them out before it
+	 * issues a cancel of its own (see wait_settle()). */
+	bool lazy_completions;
 
-	/* token watches, hashed by token address */
-	struct watch *watches;
-	uint32_t nwatches, watch_free;
+	/* token polls, hashed by token address */
+	struct tpoll *polls;
+	uint32_t npolls, poll_free;
 	uint32_t *buckets;
 	uint32_t nbuckets, hcount;
-	uint32_t idle_head, idle_tail, nidle;
-	uint32_t last_watch; /* the watch found last: waits reuse tokens */
-
-	/* the ring timer */
-	bool timer_armed;
-	uint32_t timer_gen;
-	int64_t timer_at;
-	unsigned timer_updates; /* update CQEs still to come */
-	struct __kernel_timespec ts_arm, ts_update;
+	uint32_t last_poll; /* the poll found last: rings reuse tokens */
 
 	struct wait *wait; /* the running wait, if any */
 
@@ -259,11 +306,16 @@ struct cfd_uring {
 	unsigned wops_cap;
 };
 
-/* uring.c */
 static inline bool cu_check(const struct cfd_uring *cu)
 {
-	return cu->fork_gen == cfd_generation();
+	return cu->fork_gen == uring_fork_generation();
 }
+
+static inline uint32_t cu_next_gen(struct cfd_uring *cu)
+{
+	return ++cu->ud_gen & UD_GEN_MASK;
+}
+
 struct io_uring_sqe *cu_get_sqe(struct cfd_uring *cu);
 int cu_submit(struct cfd_uring *cu);
 int cu_dispatch(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
@@ -273,123 +325,92 @@ int cu_backlog_push(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
 int cu_reap(struct cfd_uring *cu);
 int cu_reap_one(struct cfd_uring *cu, const struct io_uring_cqe *cqe);
 
-static inline uint32_t cu_next_gen(struct cfd_uring *cu)
+/* The SQE at position pos of the SQ (an SQE index as in sqe_tail). */
+static inline struct io_uring_sqe *cu_sqe_at(struct cfd_uring *cu, unsigned pos)
 {
-	return ++cu->gen & UD_GEN_MASK;
+	struct io_uring_sq *sq = &cu->ring->sq;
+	unsigned shift = (cu->ring->flags & IORING_SETUP_SQE128) ? 1 : 0;
+
+	return &sq->sqes[(pos & sq->ring_mask) << shift];
 }
 
-int watch_get_slow(struct cfd_uring *cu, struct cfd_token *tok, uint32_t *idx);
-void watch_put_slow(struct cfd_uring *cu, uint32_t idx);
-int watch_arm(struct cfd_uring *cu, uint32_t idx, bool may_submit);
-void watch_mark(struct cfd_uring *cu, uint32_t idx);
-void timer_set(struct cfd_uring *cu, int64_t deadline);
-
-/* The watch of tok, with one more user (made if needed, not armed).  A
- * ring mostly sees the same token again: that case is a compare. */
-static inline int watch_get(struct cfd_uring *cu, struct cfd_token *tok,
+/* The token poll of tok, with one more user (made if needed, not armed).
+ * A ring mostly sees the same token again: that case is a compare. */
+static inline int tpoll_get(struct cfd_uring *cu, struct cfd_token *tok,
 			    uint32_t *idx)
 {
-	uint32_t last = cu->last_watch;
+	uint32_t last = cu->last_poll;
 
-	if (last != NIL && cu->watches[last].tok == tok) {
-		cu->watches[last].users++;
+	if (last != NIL && cu->polls[last].tok == tok) {
+		cu->polls[last].users++;
 		*idx = last;
 		return 0;
 	}
-	return watch_get_slow(cu, tok, idx);
+	return tpoll_get_slow(cu, tok, idx);
 }
 
-/* One user fewer; a watch left idle stays armed (see watch_put_slow()). */
-static inline void watch_put(struct cfd_uring *cu, uint32_t idx)
-{
-	struct watch *w = &cu->watches[idx];
-
-	/* still in use, or idle already at the end of the idle list */
-	if (w->users > 1 || (w->idle && cu->idle_tail == idx && w->armed &&
-			     !w->fired && !cfd_token_triggered(w->tok))) {
-		w->users--;
-		return;
-	}
-	watch_put_slow(cu, idx);
-}
-
-/* Queue the watch's multishot poll unless it is in flight or the token has
- * been seen triggered.  may_submit: free SQ room by submitting if needed. */
-static inline int watch_ensure_armed(struct cfd_uring *cu, uint32_t idx,
+/* Queue the poll unless it is in flight or the token has been seen
+ * triggered.  may_submit: free SQ room by submitting if needed. */
+static inline int tpoll_ensure_armed(struct cfd_uring *cu, uint32_t idx,
 				     bool may_submit)
 {
-	struct watch *w = &cu->watches[idx];
+	struct tpoll *p = &cu->polls[idx];
 
-	return (w->armed || w->fired) ? 0 : watch_arm(cu, idx, may_submit);
+	return (p->armed || p->saw_trigger) ? 0
+					    : tpoll_arm(cu, idx, may_submit);
 }
-
-/* Make sure the ring timer fires no later than deadline (see timer_set()):
- * a timer armed for an earlier time is left alone. */
-static inline void timer_want(struct cfd_uring *cu, int64_t deadline)
-{
-	if (!cu->timer_armed || deadline < cu->timer_at)
-		timer_set(cu, deadline);
-}
-
-/* uring-scope.c */
-void scope_cancel_ops(struct cfd_uring *cu, struct cfd_scope *s);
-void scopes_flush_owed(struct cfd_uring *cu, bool may_submit);
-void scope_destroy(struct cfd_scope *s);
-
-/* uring-wait.c */
-void wait_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe);
 
 /*
  * An op CQE of the running wait (the wait's reap loop inlines it).  Until
  * the wait cancels something, every op result is its own: it goes
- * straight into the caller's array as CFD_OP_COMPLETED.
+ * straight into the caller's array as CFD_OP_COMPLETED.  A LINK_TIMEOUT
+ * that fired (-ETIME) marks the op it covers: the kernel is cancelling
+ * that op, which is the op's own result and no cancel of the wait's.
  */
-static inline void wait_op_cqe(struct wait *w, uint32_t i,
+static inline void wait_op_cqe(struct wait *wt, uint32_t i,
 			       const struct io_uring_cqe *cqe)
 {
-	struct wait_op *o = &w->ops[i];
+	struct wait_op *o = &wt->ops[i];
 
 	if (o->done)
 		return;
 	if (!o->seen) {
-		struct cfd_op_result *r = &w->results[i];
+		struct cfd_op_result *r = &wt->results[i];
 
 		o->seen = 1;
-		o->seq = w->seq++;
+		o->seq = wt->seq++;
 		r->res = cqe->res;
 		r->flags = cqe->flags;
 		r->state = CFD_OP_COMPLETED;
-		if (w->first < 0)
-			w->first = (int)i;
-		w->last = (int)i;
+		if (wt->first < 0)
+			wt->first = (int)i;
+		wt->last = (int)i;
+		if (o->timer && cqe->res == -ETIME)
+			wt->ops[i - 1].timed_out = 1;
 	}
 	if (!(cqe->flags & IORING_CQE_F_MORE)) {
 		o->done = 1;
-		w->inflight--;
+		wt->inflight--;
 	}
 }
 
 /* ---- the hot path of a scope op's CQE (inline: one per op) ---- */
 
-static inline void slot_free(struct cfd_uring *cu, uint32_t idx)
+static inline void opslot_free(struct cfd_uring *cu, uint32_t idx)
 {
 	struct op_slot *o = &cu->slots[idx];
 
-	o->meta &= ~SLOT_STATE_MASK; /* the generation stays */
+	o->meta &= ~OPSLOT_STATE_MASK; /* the generation stays */
 	o->scope = NULL;
 	cu->free_slots[cu->nfree++] = idx;
 }
 
-int scope_op_last(struct cfd_uring *cu, struct cfd_scope *s, int kind,
-		  bool submit);
-
 /*
  * A scope op's CQE: CFD_CQE_OP or CFD_CQE_OP_CANCELLED with the caller's
- * user_data, or CFD_CQE_OWN for a CQE of no op in flight (one forgotten
- * with its cfd_uring).  The last op of a scope nobody holds frees the
- * scope, and with submit, submits what that queues.  Written so that
- * cfd_uring_cqe()'s fast path makes no call but a tail call: no registers
- * to save on the way in.
+ * user_data, or CFD_CQE_OWN for a CQE of no op in flight (an orphan's).
+ * The last op of a scope nobody holds frees the scope, and with submit,
+ * submits what that queues.  Written so that cfd_uring_cqe()'s fast path
+ * makes no call but a tail call: no registers to save on the way in.
  */
 static inline int scope_op_cqe(struct cfd_uring *cu,
 			       const struct io_uring_cqe *cqe,
@@ -404,19 +425,19 @@ static inline int scope_op_cqe(struct cfd_uring *cu,
 	if (idx >= cu->nslots)
 		return CFD_CQE_OWN;
 	o = &cu->slots[idx];
-	if (!slot_matches(o, ud))
-		return CFD_CQE_OWN;
+	if (!opslot_matches(o, ud))
+		return scope_op_stray(cu, cqe);
 	*user_data = o->user_data;
 	/* -ECANCELED or -EINTR is the scope's doing only if the scope asked;
 	 * otherwise something else cancelled the op, and that is its own
 	 * result (a link predecessor failed, an outside ASYNC_CANCEL). */
-	if ((o->meta & SLOT_CANCELLED) &&
+	if ((o->meta & OPSLOT_CANCELLED) &&
 	    (cqe->res == -ECANCELED || cqe->res == -EINTR))
 		kind = CFD_CQE_OP_CANCELLED;
 	if (cqe->flags & IORING_CQE_F_MORE)
 		return kind; /* a multishot op goes on */
 	s = o->scope;
-	slot_free(cu, idx);
+	opslot_free(cu, idx);
 	if (--s->pending != SCOPE_DETACHED)
 		return kind;
 	return scope_op_last(cu, s, kind, submit);

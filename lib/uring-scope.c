@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Scopes: a token bound to a ring.  An op added to a scope is tracked in a
- * slot of the ring's table (its SQE carries the slot's user_data, the
- * caller's own value is kept in the slot); when the token's watch sees the
+ * slot of the binding's table (its SQE carries the slot's user_data, the
+ * caller's own value is kept in the slot); when the token's poll sees the
  * token triggered, every unshielded op still pending gets an ASYNC_CANCEL.
  * Each op reaches the caller's loop once, through cfd_uring_cqe(), with the
  * caller's user_data: CFD_CQE_OP_CANCELLED when it ended -ECANCELED or
@@ -19,14 +19,14 @@
 
 /* A new slot at the end of the table, growing it (and the stack of free
  * slots, which never holds more) in powers of two. */
-static uint32_t slot_grow(struct cfd_uring *cu)
+static uint32_t opslot_grow(struct cfd_uring *cu)
 {
 	if ((cu->nslots & (cu->nslots - 1)) == 0) {
 		uint32_t cap = cu->nslots ? cu->nslots * 2 : 64;
 		struct op_slot *n;
 		uint32_t *f;
 
-		if (cap > UD_IDX_MAX + 1u)
+		if (cap > UD_IDX_MASK + 1u)
 			return NIL;
 		f = realloc(cu->free_slots, cap * sizeof(*f));
 		if (!f)
@@ -40,6 +40,23 @@ static uint32_t slot_grow(struct cfd_uring *cu)
 	cu->slots[cu->nslots].meta = 0;
 	cu->slots[cu->nslots].scope = NULL;
 	return cu->nslots++;
+}
+
+/*
+ * A UD_SCOPE_OP completion that matches no live op: an orphan's (an op of
+ * a released binding, see struct uring_history), whose last completion
+ * frees its slot, or a stray.  Either way the library's own.
+ */
+int scope_op_stray(struct cfd_uring *cu, const struct io_uring_cqe *cqe)
+{
+	uint32_t idx = ud_idx(cqe->user_data);
+	struct op_slot *o = &cu->slots[idx];
+	uint32_t gen = ud_gen(cqe->user_data);
+
+	if ((o->meta & OPSLOT_ORPHAN) && (o->meta >> OPSLOT_GEN_SHIFT) == gen &&
+	    !(cqe->flags & IORING_CQE_F_MORE))
+		opslot_free(cu, idx);
+	return CFD_CQE_OWN;
 }
 
 /*
@@ -65,39 +82,35 @@ static inline uint8_t sqe_flags(const struct io_uring_sqe *sqe)
 
 /* The last SQE queued and not yet submitted links to the next one: an SQE
  * of ours placed now would join the caller's chain. */
-static bool sq_tail_linked(const struct io_uring *ring)
+static bool sq_tail_chained(struct cfd_uring *cu)
 {
-	const struct io_uring_sq *sq = &ring->sq;
-	unsigned shift = (ring->flags & IORING_SETUP_SQE128) ? 1 : 0;
-	const struct io_uring_sqe *last;
+	const struct io_uring_sq *sq = &cu->ring->sq;
 
 	if (sq->sqe_tail == sq->sqe_head)
 		return false;
-	last = &sq->sqes[((sq->sqe_tail - 1) & sq->ring_mask) << shift];
-	return last->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK);
+	return cu_sqe_at(cu, sq->sqe_tail - 1)->flags &
+	       (IOSQE_IO_LINK | IOSQE_IO_HARDLINK);
 }
 
 /*
- * Queue an ASYNC_CANCEL for op slot idx.  Skip-success: a cancel that
- * found its op posts nothing (the op reports -ECANCELED itself); one that
- * found nothing (-ENOENT: the op completed) posts a CQE the dispatcher
- * ignores.  The slot's generation in the target keeps a late cancel from
- * hitting a later op in the same slot.
+ * Queue an ASYNC_CANCEL for op slot idx.  A cancel that finds nothing
+ * (-ENOENT: the op completed) posts a CQE the dispatcher ignores.  The
+ * slot's generation in the target keeps a late cancel from hitting a
+ * later op in the same slot.
  */
 static bool queue_cancel(struct cfd_uring *cu, uint32_t idx, bool may_submit)
 {
 	struct op_slot *o = &cu->slots[idx];
 	struct io_uring_sqe *sqe;
 
-	if (sq_tail_linked(cu->ring))
+	if (sq_tail_chained(cu))
 		return false;
 	sqe = may_submit ? cu_get_sqe(cu) : io_uring_get_sqe(cu->ring);
 	if (!sqe)
 		return false;
-	io_uring_prep_cancel64(sqe, slot_ud(o, idx), 0);
-	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_prep_cancel64(sqe, opslot_ud(o, idx), 0);
 	sqe->user_data =
-	    ud_make(UD_SCOPE_CANCEL, o->meta >> SLOT_GEN_SHIFT, idx);
+	    ud_make(UD_SCOPE_CANCEL, o->meta >> OPSLOT_GEN_SHIFT, idx);
 	cu->dirty = true;
 	return true;
 }
@@ -109,15 +122,15 @@ void scope_cancel_ops(struct cfd_uring *cu, struct cfd_scope *s)
 	for (uint32_t i = 0; i < cu->nslots; i++) {
 		struct op_slot *o = &cu->slots[i];
 
-		if (o->scope != s || (o->meta & SLOT_SHIELD))
+		if (o->scope != s || (o->meta & OPSLOT_SHIELD))
 			continue;
-		if ((o->meta & SLOT_CANCELLED) && !(o->meta & SLOT_OWED))
+		if ((o->meta & OPSLOT_CANCELLED) && !(o->meta & OPSLOT_OWED))
 			continue;
-		o->meta |= SLOT_CANCELLED;
+		o->meta |= OPSLOT_CANCELLED;
 		if (queue_cancel(cu, i, true)) {
-			o->meta &= ~SLOT_OWED;
+			o->meta &= ~OPSLOT_OWED;
 		} else {
-			o->meta |= SLOT_OWED;
+			o->meta |= OPSLOT_OWED;
 			s->owed = cu->owed = true;
 		}
 	}
@@ -133,10 +146,10 @@ void scopes_flush_owed(struct cfd_uring *cu, bool may_submit)
 	for (uint32_t i = 0; i < cu->nslots; i++) {
 		struct op_slot *o = &cu->slots[i];
 
-		if (!(o->meta & SLOT_OWED)) /* a free slot has none */
+		if (!(o->meta & OPSLOT_OWED)) /* a free slot has none */
 			continue;
 		if (queue_cancel(cu, i, may_submit)) {
-			o->meta &= ~SLOT_OWED;
+			o->meta &= ~OPSLOT_OWED;
 		} else {
 			o->scope->owed = true;
 			still = true;
@@ -145,20 +158,48 @@ void scopes_flush_owed(struct cfd_uring *cu, bool may_submit)
 	cu->owed = still;
 }
 
+/*
+ * An op added to a scope whose token has triggered never runs: it is moved
+ * one SQE later, and in its place goes an ASYNC_CANCEL that finds nothing
+ * and so fails, linked to it: the op completes -ECANCELED without being
+ * issued, and a chain it belongs to is cut as a cancel would cut it, with
+ * no later SQE or library call needed.  Possible when the op is the last
+ * SQE queued and the SQ has room; false otherwise.
+ */
+static bool cancel_before_issue(struct cfd_uring *cu, struct io_uring_sqe *sqe)
+{
+	struct io_uring_sq *sq = &cu->ring->sq;
+	struct io_uring_sqe *moved;
+	size_t size = (cu->ring->flags & IORING_SETUP_SQE128) ? 128 : 64;
+
+	if (sq->sqe_tail == sq->sqe_head ||
+	    cu_sqe_at(cu, sq->sqe_tail - 1) != sqe)
+		return false;
+	moved = io_uring_get_sqe(cu->ring);
+	if (!moved)
+		return false;
+	memcpy(moved, sqe, size);
+	/* a target no request ever carries */
+	io_uring_prep_cancel64(sqe, ud_make(UD_FAIL_LINK, 0, 1), 0);
+	sqe->flags = IOSQE_IO_LINK;
+	sqe->user_data = ud_make(UD_FAIL_LINK, 0, 0);
+	return true;
+}
+
 /* ---- life cycle ---- */
 
-static void watch_unlink_scope(struct cfd_uring *cu, struct cfd_scope *s)
+static void poll_unlink_scope(struct cfd_uring *cu, struct cfd_scope *s)
 {
-	struct watch *w = &cu->watches[s->watch];
+	struct tpoll *p = &cu->polls[s->poll];
 
-	if (s->wprev)
-		s->wprev->wnext = s->wnext;
+	if (s->pprev)
+		s->pprev->pnext = s->pnext;
 	else
-		w->scopes = s->wnext;
-	if (s->wnext)
-		s->wnext->wprev = s->wprev;
-	watch_put(cu, s->watch);
-	s->watch = NIL;
+		p->scopes = s->pnext;
+	if (s->pnext)
+		s->pnext->pprev = s->pprev;
+	tpoll_put(cu, s->poll);
+	s->poll = NIL;
 	s->quiet = false;
 }
 
@@ -177,7 +218,7 @@ static void links_free(struct cfd_scope *s)
 
 /*
  * Free a scope that nobody references and whose ops are all reaped, or
- * whose ring binding goes away (its ops are then forgotten).
+ * whose binding goes away (its ops are then orphans, marked already).
  */
 void scope_destroy(struct cfd_scope *s)
 {
@@ -185,9 +226,9 @@ void scope_destroy(struct cfd_scope *s)
 
 	for (uint32_t i = 0; i < cu->nslots; i++)
 		if (cu->slots[i].scope == s)
-			slot_free(cu, i);
-	if (s->watch != NIL)
-		watch_unlink_scope(cu, s);
+			opslot_free(cu, i);
+	if (s->poll != NIL)
+		poll_unlink_scope(cu, s);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -238,26 +279,28 @@ CFD_EXPORT int cfd_scope_new(struct cfd_scope **ret, struct cfd_uring *cu,
 	atomic_init(&s->refs, 1);
 	s->cu = cu;
 	s->tok = tok;
-	s->watch = NIL;
-	/* A token that already triggered needs no watch: its ops are
+	s->poll = NIL;
+	/* A token that already triggered needs no poll: its ops are
 	 * cancelled as they are added. */
 	if (!cfd_token_triggered(tok)) {
-		r = watch_get(cu, tok, &s->watch);
+		struct tpoll *p;
+
+		r = tpoll_get(cu, tok, &s->poll);
 		if (r == 0)
-			r = watch_ensure_armed(cu, s->watch, true);
+			r = tpoll_ensure_armed(cu, s->poll, true);
 		if (r < 0) {
-			if (s->watch != NIL)
-				watch_put(cu, s->watch);
+			if (s->poll != NIL)
+				tpoll_put(cu, s->poll);
 			cfd_token_unref(tok);
 			free(s);
 			return r;
 		}
-		s->wnext = cu->watches[s->watch].scopes;
-		if (s->wnext)
-			s->wnext->wprev = s;
-		cu->watches[s->watch].scopes = s;
-		s->quiet =
-		    cu->watches[s->watch].armed && !cu->watches[s->watch].fired;
+		p = &cu->polls[s->poll];
+		s->pnext = p->scopes;
+		if (s->pnext)
+			s->pnext->pprev = s;
+		p->scopes = s;
+		s->quiet = p->armed && !p->saw_trigger;
 	}
 	s->next = cu->scopes;
 	if (s->next)
@@ -278,8 +321,8 @@ CFD_EXPORT struct cfd_scope *cfd_scope_ref(struct cfd_scope *scope)
 
 /*
  * The last reference: a scope with ops in flight lives on, detached, until
- * they are reaped (its token still cancels them); the ring binding frees
- * it if it goes first.
+ * they are reaped (its token still cancels them); the binding frees it if
+ * it goes first.
  */
 CFD_EXPORT struct cfd_scope *cfd_scope_unref(struct cfd_scope *scope)
 {
@@ -298,7 +341,7 @@ CFD_EXPORT struct cfd_scope *cfd_scope_unref(struct cfd_scope *scope)
 		scope->pending |= SCOPE_DETACHED;
 	} else {
 		scope_destroy(scope);
-		/* a watch removed by the scope's going: tell the kernel */
+		/* a poll removed by the scope's going: tell the kernel */
 		if (cu->dirty)
 			cu_submit(cu);
 	}
@@ -320,19 +363,23 @@ CFD_EXPORT struct cfd_token *cfd_scope_token(struct cfd_scope *scope)
 /* What cfd_scope_add() rarely has to do, out of its way (and out of
  * line, so that the common path is a leaf): a scope whose token has
  * triggered, or a poll whose re-arm found no SQE. */
-static __attribute__((noinline)) int
-scope_add_rare(struct cfd_uring *cu, struct cfd_scope *scope, struct op_slot *o)
+static __attribute__((noinline)) int scope_add_rare(struct cfd_uring *cu,
+						    struct cfd_scope *scope,
+						    struct op_slot *o,
+						    struct io_uring_sqe *sqe)
 {
-	if (!(o->meta & SLOT_SHIELD) &&
-	    (token_state(scope->tok) & ST_TRIGGERED)) {
-		/* Submitted and cancelled at once, so that it too arrives
-		 * once, as CFD_CQE_OP_CANCELLED (or with its own result if
-		 * it completed inline). */
-		o->meta |= SLOT_CANCELLED | SLOT_OWED;
+	if (!(o->meta & OPSLOT_SHIELD) && cfd_token_triggered(scope->tok)) {
+		o->meta |= OPSLOT_CANCELLED;
+		if (cancel_before_issue(cu, sqe))
+			return 0;
+		/* Not the last SQE, or no room: submitted and cancelled
+		 * after, so that it too arrives once, as CFD_CQE_OP_CANCELLED
+		 * (or with its own result if it completed at once). */
+		o->meta |= OPSLOT_OWED;
 		scope->owed = cu->owed = true;
 		scopes_flush_owed(cu, false);
-	} else if (scope->watch != NIL && !cu->watches[scope->watch].armed) {
-		watch_ensure_armed(cu, scope->watch, false);
+	} else if (scope->poll != NIL && !cu->polls[scope->poll].armed) {
+		tpoll_ensure_armed(cu, scope->poll, false);
 	}
 	return 0;
 }
@@ -344,22 +391,24 @@ static inline int scope_add_at(struct cfd_uring *cu, struct cfd_scope *scope,
 {
 	struct op_slot *o = &cu->slots[idx];
 	/* the next generation (it wraps around in the top bits); flags is 0
-	 * or CFD_SCOPE_SHIELD, which is SLOT_SHIELD */
-	uint32_t gen = (o->meta + (1u << SLOT_GEN_SHIFT)) & ~SLOT_STATE_MASK;
+	 * or CFD_SCOPE_SHIELD, which is OPSLOT_SHIELD */
+	uint32_t gen =
+	    (o->meta + (1u << OPSLOT_GEN_SHIFT)) & ~OPSLOT_STATE_MASK;
 
 	o->user_data = sqe->user_data;
 	o->scope = scope;
-	o->meta = gen | SLOT_LIVE | flags;
+	o->meta = gen | OPSLOT_LIVE | flags;
 	/* ud_make(UD_SCOPE_OP, generation, idx), the generation moved from
 	 * meta's place to user_data's in one shift */
 	sqe->user_data = ud_make(UD_SCOPE_OP, 0, idx) |
-			 ((uint64_t)gen << (24 - SLOT_GEN_SHIFT));
+			 ((uint64_t)gen << (UD_GEN_SHIFT - OPSLOT_GEN_SHIFT));
 	scope->pending++;
 	/* Never submit here: the caller may hold SQEs it has not prepared
-	 * yet.  Anything that needs a submit is owed to the next call.  The
-	 * scope's watch unarmed, or the token triggered, is rare. */
-	if (!scope->quiet || (token_state(scope->tok) & ST_TRIGGERED))
-		return scope_add_rare(cu, scope, o);
+	 * yet.  A quiet scope (its poll armed, no trigger seen) needs
+	 * nothing more: a trigger from now on completes the poll, and the
+	 * cancels follow.  Anything else is rare. */
+	if (!scope->quiet)
+		return scope_add_rare(cu, scope, o, sqe);
 	return 0;
 }
 
@@ -369,14 +418,12 @@ static __attribute__((noinline)) int scope_add_grow(struct cfd_uring *cu,
 						    struct io_uring_sqe *sqe,
 						    unsigned flags)
 {
-	uint32_t idx = slot_grow(cu);
+	uint32_t idx = opslot_grow(cu);
 
 	if (idx == NIL)
 		return -ENOMEM;
 	return scope_add_at(cu, scope, sqe, flags, idx);
 }
-
-_Static_assert(CFD_SCOPE_SHIELD == SLOT_SHIELD, "flags go into the slot as is");
 
 CFD_EXPORT int cfd_scope_add(struct cfd_scope *scope, struct io_uring_sqe *sqe,
 			     unsigned flags)
@@ -417,7 +464,7 @@ static void link_fire(struct cfd_token *tok, void *userdata)
 
 	/* The outer scope's token takes the inner cascade's cause.
 	 * Idempotent: cancelling the outer scope twice is harmless. */
-	token_trigger_from(l->target, tok);
+	cfd_token_trigger_from(l->target, tok);
 }
 
 CFD_EXPORT int cfd_scope_link(struct cfd_scope *inner, struct cfd_scope *outer)

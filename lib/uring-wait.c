@@ -14,13 +14,18 @@
  *     behind an op this wait cancelled.  Any other -ECANCELED (an outside
  *     ASYNC_CANCEL, the op's own LINK_TIMEOUT, a failed predecessor) is the
  *     op's own result: CFD_OP_COMPLETED, reported as CFD_WAIT_OP.
+ *   - The wait cancels only what is still running after it has let out
+ *     every completion the kernel holds back (wait_settle()), and never an
+ *     op whose own LINK_TIMEOUT fired: so a cancel of the wait's own never
+ *     finds an op that someone else's cancel has ended already.
  *   - Nothing completed is discarded: after the wait decided TOKEN or
  *     TIMEOUT, an op that still completes by itself is CFD_OP_COMPLETED,
  *     and if that satisfies the mode, the wait returns CFD_WAIT_OP.
- *   - The cancels are not skip-success: the wait needs their results (and
- *     must reap them).  A cancel that finds nothing (-ENOENT) while the
- *     op's CQE has not come is retried: the op was waiting in a link, or
- *     its completion was still on its way.
+ *   - A cancel that finds nothing (-ENOENT) while the op's CQE has not come
+ *     is retried: the op was waiting in a link, or its completion was still
+ *     on its way.
+ *   - The deadline is the timeout of the wait's own io_uring_enter() calls:
+ *     no request on the ring.
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -31,19 +36,19 @@
 /* Called by the dispatcher for the running wait's op and cancel CQEs. */
 void wait_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe)
 {
-	struct wait *w = cu->wait;
+	struct wait *wt = cu->wait;
 	uint32_t i = ud_idx(cqe->user_data);
 	struct wait_op *o;
 
-	if (i >= w->nops)
+	if (i >= wt->nops)
 		return;
 	if (ud_kind(cqe->user_data) == UD_WAIT_OP) {
-		wait_op_cqe(w, i, cqe);
+		wait_op_cqe(wt, i, cqe);
 		return;
 	}
-	o = &w->ops[i];
+	o = &wt->ops[i];
 	o->cancelling = 0;
-	w->cancels--;
+	wt->cancels--;
 	if (cqe->res == 0 || cqe->res == -EALREADY)
 		o->hit = 1;
 	else
@@ -51,13 +56,13 @@ void wait_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe)
 }
 
 /*
- * Consume every CQE the CQ holds now.  The wait's own op CQEs (the bulk)
- * are recognised by their user_data prefix and handled inline; the rest go
- * through the dispatcher.
+ * Consume every CQE the CQ holds now; returns how many, or a negative
+ * errno.  The wait's own op CQEs (the bulk) are recognised by their
+ * user_data prefix and handled inline; the rest go through the dispatcher.
  */
-static int wait_reap(struct cfd_uring *cu, struct wait *w)
+static int wait_reap(struct cfd_uring *cu, struct wait *wt)
 {
-	const uint64_t base = ud_make(UD_WAIT_OP, w->gen, 0);
+	const uint64_t base = ud_make(UD_WAIT_OP, wt->ud_gen, 0);
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 	int r = 0;
@@ -67,8 +72,8 @@ static int wait_reap(struct cfd_uring *cu, struct wait *w)
 		uint64_t ud = cqe->user_data;
 
 		if ((ud & ~(uint64_t)UD_IDX_MASK) == base &&
-		    ud_idx(ud) < w->nops) {
-			wait_op_cqe(w, ud_idx(ud), cqe);
+		    ud_idx(ud) < wt->nops) {
+			wait_op_cqe(wt, ud_idx(ud), cqe);
 		} else {
 			r = cu_reap_one(cu, cqe);
 			if (r < 0)
@@ -77,61 +82,106 @@ static int wait_reap(struct cfd_uring *cu, struct wait *w)
 		n++;
 	}
 	io_uring_cq_advance(cu->ring, n);
-	return r;
+	return r < 0 ? r : (int)n;
+}
+
+/*
+ * On a ring whose completions can wait in the kernel for our next entry
+ * (DEFER_TASKRUN, COOP_TASKRUN), an op that someone else's cancel, or its
+ * own link timeout, has already ended may not have posted its CQE yet: a
+ * cancel of ours would find it all the same and take the blame.  Let every
+ * such completion out, and reap it, before deciding what to cancel.  Each
+ * round can queue more (a link's next op): go on while rounds bring CQEs.
+ */
+static int wait_settle(struct cfd_uring *cu, struct wait *wt)
+{
+	for (int round = 0; round < 8; round++) {
+		int r = io_uring_get_events(cu->ring);
+
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+			return r;
+		r = wait_reap(cu, wt);
+		if (r <= 0)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * First time (retry false): every op still running that was not asked
+ * yet, except one ended by its own link timeout and a link timeout itself
+ * (it ends with its op).  Retry: the ops whose last cancel found nothing
+ * although their CQE has not come (they waited in a link, or the CQE was
+ * on its way).
+ */
+static bool wait_should_cancel(const struct wait_op *o, bool retry)
+{
+	if (o->done || o->cancelling || o->hit || o->timed_out || o->timer)
+		return false;
+	return retry ? o->missed : !o->asked;
 }
 
 /* Ask the kernel to cancel every op still running that was not asked yet
  * (an SQE shortage may have left some); retry=true: those whose last
  * cancel found nothing. */
-static void wait_cancel(struct cfd_uring *cu, struct wait *w, bool retry)
+static int wait_cancel(struct cfd_uring *cu, struct wait *wt, bool retry)
 {
-	for (uint32_t i = 0; i < w->nops; i++) {
-		struct wait_op *o = &w->ops[i];
+	bool any = false;
+	int r;
+
+	for (uint32_t i = 0; i < wt->nops && !any; i++)
+		any = wait_should_cancel(&wt->ops[i], retry);
+	if (!any)
+		return 0;
+	if (cu->lazy_completions) {
+		r = wait_settle(cu, wt);
+		if (r < 0)
+			return r;
+	}
+	for (uint32_t i = 0; i < wt->nops; i++) {
+		struct wait_op *o = &wt->ops[i];
 		struct io_uring_sqe *sqe;
 
-		if (o->done || o->cancelling || o->hit)
-			continue;
-		if (retry ? !o->missed : o->asked)
+		if (!wait_should_cancel(o, retry))
 			continue;
 		sqe = cu_get_sqe(cu);
 		if (!sqe)
-			return; /* the next round tries again */
-		io_uring_prep_cancel64(sqe, ud_make(UD_WAIT_OP, w->gen, i), 0);
-		sqe->user_data = ud_make(UD_WAIT_CANCEL, w->gen, i);
+			return 0; /* the next round tries again */
+		io_uring_prep_cancel64(sqe, ud_make(UD_WAIT_OP, wt->ud_gen, i),
+				       0);
+		sqe->user_data = ud_make(UD_WAIT_CANCEL, wt->ud_gen, i);
 		o->cancelling = 1;
 		o->asked = 1;
-		w->asked_any = true;
+		wt->asked_any = true;
 		o->missed = 0;
-		w->cancels++;
+		wt->cancels++;
 		cu->dirty = true;
 	}
+	return 0;
 }
 
-static bool wait_needs_retry(const struct wait *w)
+static bool wait_needs_retry(const struct wait *wt)
 {
-	for (uint32_t i = 0; i < w->nops; i++) {
-		const struct wait_op *o = &w->ops[i];
-
-		if (!o->done && !o->cancelling && !o->hit && o->missed)
+	for (uint32_t i = 0; i < wt->nops; i++)
+		if (wait_should_cancel(&wt->ops[i], true))
 			return true;
-	}
 	return false;
 }
 
-static int wait_decide(const struct wait *w, struct cfd_token *tok,
+static int wait_decide(const struct wait *wt, struct cfd_token *tok,
 		       unsigned flags)
 {
-	if (w->nops && ((flags & CFD_WAIT_ALL) ? w->inflight == 0 : w->seq))
+	if (wt->nops && ((flags & CFD_WAIT_ALL) ? wt->inflight == 0 : wt->seq))
 		return CFD_WAIT_OP;
 	if (tok && cfd_token_triggered(tok))
 		return CFD_WAIT_TOKEN;
-	if (w->expired)
+	if (wt->has_deadline && uring_now() >= wt->deadline)
 		return CFD_WAIT_TIMEOUT;
 	return 0;
 }
 
 /* One trip into the kernel: submit what is queued, wait for a CQE (at
- * most timeout_ns if > 0). */
+ * most timeout_ns if > 0; -ETIME when it passed is not an error). */
 static int wait_enter(struct cfd_uring *cu, int64_t timeout_ns)
 {
 	struct io_uring_cqe *cqe;
@@ -164,20 +214,15 @@ static bool enter_transient(int r)
 /*
  * The submit failed and nothing was consumed (io_uring_enter() reports an
  * error only then): our SQEs are still in the SQ, published.  Turn each
- * into a NOP that posts nothing, so that the next submit, whoever makes it,
- * runs nothing of this wait.
+ * into a NOP, so that the next submit, whoever makes it, runs nothing of
+ * this wait (their completions are the library's own).
  */
 static void wait_neutralise(struct cfd_uring *cu, unsigned from, unsigned to)
 {
-	struct io_uring_sq *sq = &cu->ring->sq;
-	unsigned shift = (cu->ring->flags & IORING_SETUP_SQE128) ? 1 : 0;
-
 	for (unsigned k = from; k != to; k++) {
-		struct io_uring_sqe *sqe =
-		    &sq->sqes[(k & sq->ring_mask) << shift];
+		struct io_uring_sqe *sqe = cu_sqe_at(cu, k);
 
 		io_uring_prep_nop(sqe);
-		sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
 		sqe->user_data = ud_make(UD_NOP, 0, 0);
 	}
 }
@@ -188,23 +233,24 @@ static void wait_neutralise(struct cfd_uring *cu, unsigned from, unsigned to)
  * -ECANCELED/-EINTR is looked at: ours if a cancel of this wait found the
  * op, or if the op waited in a link behind one this wait cancelled.
  */
-static void wait_results(const struct wait *w, unsigned flags, int decided,
+static void wait_results(const struct wait *wt, unsigned flags, int decided,
 			 struct cfd_op_result *results,
 			 struct cfd_wait_result *res)
 {
-	unsigned completed = w->nops;
-	int op = (flags & CFD_WAIT_ALL) ? w->last : w->first;
+	unsigned completed = wt->nops;
+	int op = (flags & CFD_WAIT_ALL) ? wt->last : wt->first;
 
-	if (w->asked_any) {
+	if (wt->asked_any) {
 		completed = 0;
 		op = -1;
-		for (unsigned i = 0; i < w->nops; i++) {
-			const struct wait_op *o = &w->ops[i];
+		for (unsigned i = 0; i < wt->nops; i++) {
+			const struct wait_op *o = &wt->ops[i];
 			struct cfd_op_result *r = &results[i];
 
 			if ((r->res == -ECANCELED || r->res == -EINTR) &&
+			    !o->timed_out &&
 			    (o->hit ||
-			     (i > 0 && w->ops[i - 1].linked &&
+			     (i > 0 && wt->ops[i - 1].chained &&
 			      results[i - 1].state == CFD_OP_CANCELLED)))
 				r->state = CFD_OP_CANCELLED;
 			if (r->state != CFD_OP_COMPLETED)
@@ -212,13 +258,13 @@ static void wait_results(const struct wait *w, unsigned flags, int decided,
 			completed++;
 			/* first mode: the first to complete; all: the last */
 			if (op < 0 ||
-			    ((flags & CFD_WAIT_ALL) ? o->seq > w->ops[op].seq
-						    : o->seq < w->ops[op].seq))
+			    ((flags & CFD_WAIT_ALL) ? o->seq > wt->ops[op].seq
+						    : o->seq < wt->ops[op].seq))
 				op = (int)i;
 		}
 	}
-	if (decided != CFD_WAIT_OP && w->nops &&
-	    ((flags & CFD_WAIT_ALL) ? completed == w->nops : completed > 0))
+	if (decided != CFD_WAIT_OP && wt->nops &&
+	    ((flags & CFD_WAIT_ALL) ? completed == wt->nops : completed > 0))
 		decided = CFD_WAIT_OP; /* completed together with the cancel */
 	res->by = decided;
 	res->completed = completed;
@@ -240,16 +286,19 @@ static int wait_return(struct cfd_token *tok, struct cfd_wait_result *res,
 	return res->by;
 }
 
-/* Before anything was submitted: every op CFD_OP_NOT_SUBMITTED. */
+/* Before anything was submitted: every op CFD_OP_NOT_SUBMITTED (unless
+ * nops itself is out of range), then an error (by < 0) or an early end. */
 static int wait_early(struct cfd_token *tok, unsigned nops,
 		      struct cfd_op_result *results, int by,
 		      struct cfd_wait_result *out)
 {
 	struct cfd_wait_result res = { .by = by, .op = -1 };
 
-	for (unsigned i = 0; i < nops; i++)
-		results[i] =
-		    (struct cfd_op_result){ 0, 0, CFD_OP_NOT_SUBMITTED };
+	if (results && nops <= CFD_URING_WAIT_MAX)
+		for (unsigned i = 0; i < nops; i++)
+			results[i] =
+			    (struct cfd_op_result){ 0, 0,
+						    CFD_OP_NOT_SUBMITTED };
 	if (by < 0)
 		return by;
 	return wait_return(tok, &res, out);
@@ -271,19 +320,41 @@ static int wait_prepare_scratch(struct cfd_uring *cu, unsigned nops)
 	return 0;
 }
 
+/*
+ * The ops themselves: none may skip its success CQE (nothing would end
+ * it), and the last may not leave a link chain open (the kernel would run
+ * it in a worker thread, and an SQE of the library's could join it).
+ */
+static int wait_check_ops(const struct io_uring_sqe *ops, unsigned nops)
+{
+	for (unsigned i = 0; i < nops; i++)
+		if (ops[i].flags & IOSQE_CQE_SKIP_SUCCESS)
+			return -EINVAL;
+	if (nops && (ops[nops - 1].flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)))
+		return -EINVAL;
+	return 0;
+}
+
 static int wait_check_args(struct cfd_uring *cu, struct cfd_token *tok,
 			   const struct io_uring_sqe *ops, unsigned nops,
-			   unsigned flags, struct cfd_op_result *results)
+			   int64_t timeout_ns, unsigned flags,
+			   struct cfd_op_result *results)
 {
+	int r;
+
 	if (!cu || (nops && (!ops || !results)) || nops > CFD_URING_WAIT_MAX ||
 	    (flags & ~(CFD_WAIT_ALL | CFD_WAIT_ABS)))
 		return -EINVAL;
+	if (!nops && !tok && timeout_ns < 0 && !(flags & CFD_WAIT_ABS))
+		return -EINVAL; /* it would never end */
+	r = wait_check_ops(ops, nops);
+	if (r < 0)
+		return r;
 	if (!cu_check(cu))
 		return -ECHILD;
-	/* A token watched on this ring belongs to this process already. */
+	/* A token polled on this ring belongs to this process already. */
 	if (tok &&
-	    !(cu->last_watch != NIL &&
-	      cu->watches[cu->last_watch].tok == tok) &&
+	    !(cu->last_poll != NIL && cu->polls[cu->last_poll].tok == tok) &&
 	    cfd_token_check(tok) == -ECHILD)
 		return -ECHILD;
 	if (cu->wait)
@@ -294,91 +365,65 @@ static int wait_check_args(struct cfd_uring *cu, struct cfd_token *tok,
 /*
  * Copy the ops into the SQ with the wait's user_data; the caller made room
  * for all of them, so a link chain is never split across two submits.
- * An op with IOSQE_CQE_SKIP_SUCCESS is refused (-EINVAL): its success
- * would post no CQE to end it.
  */
-static int wait_queue_ops(struct cfd_uring *cu, struct wait *w,
-			  const struct io_uring_sqe *ops)
+static void wait_queue_ops(struct cfd_uring *cu, struct wait *wt,
+			   const struct io_uring_sqe *ops)
 {
-	struct io_uring_sq *sq = &cu->ring->sq;
-	unsigned shift = (cu->ring->flags & IORING_SETUP_SQE128) ? 1 : 0;
-	unsigned tail = sq->sqe_tail;
+	unsigned tail = cu->ring->sq.sqe_tail;
+	bool sqe128 = cu->ring->flags & IORING_SETUP_SQE128;
 
-	/* Room was made for all of them: address the SQ slots directly. */
-	for (unsigned i = 0; i < w->nops; i++) {
-		struct io_uring_sqe *sqe =
-		    &sq->sqes[((tail + i) & sq->ring_mask) << shift];
-		struct wait_op *o = &w->ops[i];
+	for (unsigned i = 0; i < wt->nops; i++) {
+		struct io_uring_sqe *sqe = cu_sqe_at(cu, tail + i);
+		struct wait_op *o = &wt->ops[i];
 
-		if (ops[i].flags & IOSQE_CQE_SKIP_SUCCESS)
-			return -EINVAL;
 		memcpy(sqe, &ops[i], sizeof(*sqe));
-		if (shift)
+		if (sqe128)
 			memset(sqe + 1, 0, sizeof(*sqe));
-		sqe->user_data = ud_make(UD_WAIT_OP, w->gen, i);
+		sqe->user_data = ud_make(UD_WAIT_OP, wt->ud_gen, i);
 		memset(o, 0, sizeof(*o));
-		o->linked =
+		o->chained =
 		    !!(ops[i].flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK));
+		o->timer = i > 0 && ops[i].opcode == IORING_OP_LINK_TIMEOUT;
 	}
-	sq->sqe_tail = tail + w->nops;
-	w->inflight = w->nops;
+	cu->ring->sq.sqe_tail = tail + wt->nops;
+	wt->inflight = wt->nops;
 	cu->dirty = true;
-	return 0;
 }
 
 /*
  * What arming a wait did, to undo it if nothing gets submitted: the poll
- * it armed, the timer it armed or moved.  Only what the wait's own SQEs
- * would have done is undone: a reap in between may have re-armed the timer
- * (the old one fired) with an SQE that is not the wait's, and that stays.
+ * it armed.  A reap in between may have re-armed the poll with an SQE
+ * that is not the wait's, and that stays.
  */
 struct undo {
 	unsigned sq_from; /* the wait's SQEs start here */
-	uint32_t watch;
+	uint32_t poll;
 	bool poll_was_armed;
 	uint32_t poll_gen; /* after arming */
-	bool timer_was_armed;
-	bool timer_moved;	/* the wait queued an update */
-	unsigned timer_updates; /* before */
-	int64_t timer_at;	/* before */
-	uint32_t timer_gen;	/* after arming */
 };
-
-static void undo_before(struct cfd_uring *cu, uint32_t watch, struct undo *u)
-{
-	memset(u, 0, sizeof(*u));
-	u->sq_from = cu->ring->sq.sqe_tail;
-	u->watch = watch;
-	u->poll_was_armed = watch != NIL && cu->watches[watch].armed;
-	u->timer_was_armed = cu->timer_armed;
-	u->timer_at = cu->timer_at;
-	u->timer_updates = cu->timer_updates;
-}
-
-static void undo_after(struct cfd_uring *cu, struct undo *u)
-{
-	if (u->watch != NIL)
-		u->poll_gen = cu->watches[u->watch].gen;
-	u->timer_gen = cu->timer_gen;
-	u->timer_moved = cu->timer_updates > u->timer_updates;
-}
 
 static void undo_state(struct cfd_uring *cu, const struct undo *u)
 {
-	struct watch *w = u->watch != NIL ? &cu->watches[u->watch] : NULL;
+	struct tpoll *p = u->poll != NIL ? &cu->polls[u->poll] : NULL;
 
-	if (w && !u->poll_was_armed && w->armed && w->gen == u->poll_gen) {
-		w->armed = 0;
-		watch_mark(cu, u->watch);
+	if (p && !u->poll_was_armed && p->armed && p->ud_gen == u->poll_gen) {
+		p->armed = 0;
+		tpoll_mark(cu, u->poll);
 	}
-	if (u->timer_moved && cu->timer_updates)
-		cu->timer_updates--; /* that update will post nothing */
-	if (cu->timer_gen != u->timer_gen)
-		return; /* re-armed meanwhile, by an SQE of its own */
-	if (!u->timer_was_armed)
-		cu->timer_armed = false;
-	else if (u->timer_moved)
-		cu->timer_at = u->timer_at;
+}
+
+/* How long the next entry may sleep: the backoff of a retried cancel, or
+ * the time left to the deadline while undecided; 0 is no limit. */
+static int64_t wait_sleep(const struct wait *wt, int decided, int64_t backoff)
+{
+	int64_t left;
+
+	if (decided || !wt->has_deadline)
+		return backoff;
+	left = wt->deadline - uring_now();
+	if (left < 1)
+		left = 1;
+	return backoff && backoff < left ? backoff : left;
 }
 
 /*
@@ -388,17 +433,17 @@ static void undo_state(struct cfd_uring *cu, const struct undo *u)
  * it consumed nothing, but a submit made meanwhile by the dispatcher
  * (re-arming a poll for a scope) may have taken them, which khead shows.
  */
-static int wait_first_submit(struct cfd_uring *cu, struct wait *w,
+static int wait_first_submit(struct cfd_uring *cu, struct wait *wt,
 			     const struct undo *u)
 {
 	unsigned to = cu->ring->sq.sqe_tail;
 	int r;
 
 	for (int tries = 0; tries < 64; tries++) {
-		r = wait_enter(cu, 0);
+		r = wait_enter(cu, wait_sleep(wt, 0, 0));
 		if (r >= 0)
 			return 0;
-		if (!enter_transient(r) || wait_reap(cu, w) < 0)
+		if (!enter_transient(r) || wait_reap(cu, wt) < 0)
 			break;
 		if ((int)(io_uring_smp_load_acquire(cu->ring->sq.khead) -
 			  u->sq_from) > 0)
@@ -410,8 +455,8 @@ static int wait_first_submit(struct cfd_uring *cu, struct wait *w,
 }
 
 /* The loop: reap, decide, cancel, until nothing of the wait is left. */
-static int wait_run(struct cfd_uring *cu, struct wait *w, struct cfd_token *tok,
-		    unsigned flags, int *decided)
+static int wait_run(struct cfd_uring *cu, struct wait *wt,
+		    struct cfd_token *tok, unsigned flags, int *decided)
 {
 	unsigned retries = 0;
 	bool waited = false;
@@ -419,21 +464,21 @@ static int wait_run(struct cfd_uring *cu, struct wait *w, struct cfd_token *tok,
 	int r;
 
 	for (;;) {
-		r = wait_reap(cu, w);
+		r = wait_reap(cu, wt);
 		if (r < 0)
 			return r;
 		if (!*decided)
-			*decided = wait_decide(w, tok, flags);
+			*decided = wait_decide(wt, tok, flags);
 		if (*decided) {
-			if (!w->inflight && !w->cancels && !cu->timer_updates)
+			if (!wt->inflight && !wt->cancels)
 				return 0;
-			wait_cancel(cu, w, false);
-			if (!w->cancels && wait_needs_retry(w)) {
+			r = wait_cancel(cu, wt, false);
+			if (r == 0 && !wt->cancels && wait_needs_retry(wt)) {
 				/* Retry at once twice, then give the op's
 				 * CQE a growing moment to arrive first (a
 				 * link predecessor may take a while). */
 				if (retries < 2 || waited) {
-					wait_cancel(cu, w, true);
+					r = wait_cancel(cu, wt, true);
 					retries++;
 					waited = false;
 				} else {
@@ -442,8 +487,12 @@ static int wait_run(struct cfd_uring *cu, struct wait *w, struct cfd_token *tok,
 					    << (retries < 9 ? retries : 9);
 				}
 			}
+			if (r < 0)
+				return r;
+			if (!wt->inflight && !wt->cancels)
+				continue; /* settling ended it */
 		}
-		r = wait_enter(cu, backoff);
+		r = wait_enter(cu, wait_sleep(wt, *decided, backoff));
 		if (backoff) {
 			waited = true;
 			backoff = 0;
@@ -475,34 +524,32 @@ CFD_EXPORT int cfd_uring_wait(struct cfd_uring *cu, struct cfd_token *tok,
 			      struct cfd_wait_result *result)
 {
 	struct cfd_wait_result res = { .op = -1 };
-	struct wait w = { .nops = nops, .results = results, .first = -1 };
-	uint32_t watch = NIL;
+	struct wait wt = { .nops = nops, .results = results, .first = -1 };
+	uint32_t poll = NIL;
 	bool submitted = false;
 	struct undo undo;
 	unsigned need;
 	int decided = 0, r;
 
-	r = wait_check_args(cu, tok, ops, nops, flags, results);
+	r = wait_check_args(cu, tok, ops, nops, timeout_ns, flags, results);
 	if (r < 0)
-		return r;
-	if (!nops && !tok && timeout_ns < 0 && !(flags & CFD_WAIT_ABS))
-		return -EINVAL; /* it would never end */
+		return wait_early(tok, nops, results, r, NULL);
 
 	/* Before anything is submitted: the token, then the deadline. */
 	if (tok && cfd_token_triggered(tok))
 		return wait_early(tok, nops, results, CFD_WAIT_TOKEN, result);
 	if ((flags & CFD_WAIT_ABS) || timeout_ns >= 0) {
-		int64_t now = cfd_now();
+		int64_t now = uring_now();
 
-		w.has_deadline =
-		    wait_deadline(timeout_ns, flags, now, &w.deadline);
-		if (w.has_deadline && w.deadline <= now)
+		wt.has_deadline =
+		    wait_deadline(timeout_ns, flags, now, &wt.deadline);
+		if (wt.has_deadline && wt.deadline <= now)
 			return wait_early(tok, nops, results, CFD_WAIT_TIMEOUT,
 					  result);
 	}
 
-	/* Room for everything in one submit: ops, poll, timer. */
-	need = nops + (tok ? 1 : 0) + (w.has_deadline ? 1 : 0);
+	/* Room for everything in one submit: the poll and the ops. */
+	need = nops + (tok ? 1 : 0);
 	if (need > cu->ring->sq.ring_entries)
 		return wait_early(tok, nops, results, -EINVAL, NULL);
 	if (io_uring_sq_space_left(cu->ring) < need) {
@@ -514,33 +561,29 @@ CFD_EXPORT int cfd_uring_wait(struct cfd_uring *cu, struct cfd_token *tok,
 	}
 	r = wait_prepare_scratch(cu, nops);
 	if (r == 0 && tok)
-		r = watch_get(cu, tok, &watch);
+		r = tpoll_get(cu, tok, &poll);
 	if (r < 0)
 		return wait_early(tok, nops, results, r, NULL);
 
-	w.gen = cu_next_gen(cu);
-	w.ops = cu->wops;
-	cu->wait = &w;
-	undo_before(cu, watch, &undo);
+	wt.ud_gen = cu_next_gen(cu);
+	wt.ops = cu->wops;
+	cu->wait = &wt;
+	undo = (struct undo){ .sq_from = cu->ring->sq.sqe_tail,
+			      .poll = poll,
+			      .poll_was_armed =
+				  poll != NIL && cu->polls[poll].armed };
 	if (tok)
-		watch_ensure_armed(cu, watch, false);
-	if (w.has_deadline)
-		timer_want(cu, w.deadline);
-	undo_after(cu, &undo);
-	r = wait_queue_ops(cu, &w, ops);
-	if (r < 0) {
-		/* nothing was flushed to the kernel yet: take it back */
-		cu->ring->sq.sqe_tail = undo.sq_from;
-		undo_state(cu, &undo);
-	} else {
-		r = wait_first_submit(cu, &w, &undo);
-		submitted = r == 0;
-		if (submitted)
-			r = wait_run(cu, &w, tok, flags, &decided);
-	}
+		tpoll_ensure_armed(cu, poll, false);
+	if (poll != NIL)
+		undo.poll_gen = cu->polls[poll].ud_gen;
+	wait_queue_ops(cu, &wt, ops);
+	r = wait_first_submit(cu, &wt, &undo);
+	submitted = r == 0;
+	if (submitted)
+		r = wait_run(cu, &wt, tok, flags, &decided);
 	cu->wait = NULL;
-	if (watch != NIL) {
-		watch_put(cu, watch);
+	if (poll != NIL) {
+		tpoll_put(cu, poll);
 		if (cu->dirty)
 			cu_submit(cu);
 	}
@@ -548,6 +591,6 @@ CFD_EXPORT int cfd_uring_wait(struct cfd_uring *cu, struct cfd_token *tok,
 	 * ends here: results are not filled in, ops may be in flight. */
 	if (r < 0)
 		return submitted ? r : wait_early(tok, nops, results, r, NULL);
-	wait_results(&w, flags, decided, results, &res);
+	wait_results(&wt, flags, decided, results, &res);
 	return wait_return(tok, &res, result);
 }

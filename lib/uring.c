@@ -1,20 +1,44 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The io_uring binding: struct cfd_uring, the token watches (one multishot
- * poll per token and ring), the ring timer (one pure IORING_OP_TIMEOUT for
- * the earliest deadline), the CQE dispatcher shared by cfd_uring_cqe() and
- * cfd_uring_wait(), and the backlog of other CQEs a wait reaped.
+ * The io_uring binding: struct cfd_uring, its SQEs, the CQE dispatcher
+ * shared by cfd_uring_cqe() and cfd_uring_wait(), the backlog of other
+ * CQEs a wait reaped, and the history a released binding leaves for the
+ * next binding of the same ring.
  *
  * Everything here runs in the thread that drives the ring; the only thing
  * another thread does is trigger a token, which writes its eventfd and so
- * completes the watch's poll on the ring.
+ * completes the token's poll on the ring.
  */
 #define _GNU_SOURCE
-#include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "uring-internal.h"
+
+/* ---- the process ---- */
+
+_Atomic uint32_t uring_fork_gen;
+static pthread_once_t uring_once = PTHREAD_ONCE_INIT;
+
+static void uring_after_fork_in_child(void)
+{
+	atomic_fetch_add_explicit(&uring_fork_gen, 1, memory_order_relaxed);
+}
+
+static void uring_process_setup(void)
+{
+	pthread_atfork(NULL, NULL, uring_after_fork_in_child);
+}
+
+int64_t uring_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* ---- SQEs ---- */
 
@@ -43,14 +67,144 @@ int cu_submit(struct cfd_uring *cu)
 	return r;
 }
 
+/* ---- a ring's history ---- */
+
+/*
+ * What a binding released with scope ops in flight leaves for the next
+ * binding of the same ring: its user_data generations, and its op slots
+ * with those ops as orphans.  The next binding continues the generations
+ * and keeps the orphans' slots taken until their completions come (which
+ * are then the library's own), so it can never take a forgotten op's
+ * completion for one of its own ops.  A few histories are kept; a ring
+ * that is never bound again leaves its history to be evicted.
+ */
+struct uring_history {
+	struct uring_history *next;
+	const struct io_uring *ring;
+	int ring_fd;
+	void *sq_ring;
+	uint32_t ud_gen;
+	uint32_t nslots;
+	struct op_slot *slots;
+};
+
+#define HISTORY_MAX 64
+
+static pthread_mutex_t history_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct uring_history *histories;
+
+static void history_free(struct uring_history *h)
+{
+	free(h->slots);
+	free(h);
+}
+
+/* Under history_lock: take the history of ring, if any. */
+static struct uring_history *history_take(const struct io_uring *ring)
+{
+	for (struct uring_history **pp = &histories; *pp; pp = &(*pp)->next) {
+		struct uring_history *h = *pp;
+
+		if (h->ring == ring && h->ring_fd == ring->ring_fd &&
+		    h->sq_ring == ring->sq.ring_ptr) {
+			*pp = h->next;
+			return h;
+		}
+	}
+	return NULL;
+}
+
+/* The binding goes: keep its generations, and its slots if orphans are
+ * among them, for the next binding.  The removals of its token polls are
+ * in flight too, and their completions will carry its generations.
+ * Without memory nothing is kept. */
+static void history_leave(struct cfd_uring *cu)
+{
+	struct uring_history *h = malloc(sizeof(*h));
+	unsigned n = 0;
+
+	if (!h)
+		return;
+	h->ring = cu->ring;
+	h->ring_fd = cu->ring->ring_fd;
+	h->sq_ring = cu->ring->sq.ring_ptr;
+	h->ud_gen = cu->ud_gen;
+	h->nslots = 0;
+	h->slots = NULL;
+	for (uint32_t i = 0; i < cu->nslots; i++)
+		if (cu->slots[i].meta & OPSLOT_ORPHAN) {
+			h->nslots = cu->nslots;
+			h->slots = cu->slots;
+			cu->slots = NULL;
+			cu->nslots = 0;
+			break;
+		}
+	pthread_mutex_lock(&history_lock);
+	free(history_take(cu->ring)); /* cannot be: a ring has one binding */
+	h->next = histories;
+	histories = h;
+	for (struct uring_history *e = histories; e; e = e->next)
+		if (++n == HISTORY_MAX && e->next) {
+			struct uring_history *old = e->next;
+
+			e->next = NULL;
+			while (old) {
+				struct uring_history *next = old->next;
+
+				history_free(old);
+				old = next;
+			}
+			break;
+		}
+	pthread_mutex_unlock(&history_lock);
+}
+
+/* A new binding takes its ring's history over: generations and slots. */
+static int history_adopt(struct cfd_uring *cu)
+{
+	struct uring_history *h;
+	uint32_t cap;
+
+	pthread_mutex_lock(&history_lock);
+	h = history_take(cu->ring);
+	pthread_mutex_unlock(&history_lock);
+	if (!h)
+		return 0;
+	cu->ud_gen = h->ud_gen;
+	if (!h->slots) {
+		free(h);
+		return 0;
+	}
+	/* the free stack never holds more than the slot table's capacity,
+	 * a power of two */
+	for (cap = 64; cap < h->nslots; cap *= 2)
+		;
+	cu->free_slots = malloc(cap * sizeof(*cu->free_slots));
+	if (!cu->free_slots) {
+		pthread_mutex_lock(&history_lock);
+		h->next = histories;
+		histories = h;
+		pthread_mutex_unlock(&history_lock);
+		return -ENOMEM;
+	}
+	cu->slots = h->slots;
+	cu->nslots = h->nslots;
+	for (uint32_t i = h->nslots; i-- > 0;)
+		if (!(cu->slots[i].meta & OPSLOT_ORPHAN))
+			cu->free_slots[cu->nfree++] = i;
+	free(h);
+	return 0;
+}
+
 /* ---- life cycle ---- */
 
 static bool probe_ok(struct io_uring *ring)
 {
 	static const int need[] = {
-		IORING_OP_NOP,	       IORING_OP_POLL_ADD,
-		IORING_OP_POLL_REMOVE, IORING_OP_ASYNC_CANCEL,
-		IORING_OP_TIMEOUT,     IORING_OP_TIMEOUT_REMOVE,
+		IORING_OP_NOP,
+		IORING_OP_POLL_ADD,
+		IORING_OP_POLL_REMOVE,
+		IORING_OP_ASYNC_CANCEL,
 	};
 	struct io_uring_probe *p = io_uring_get_probe_ring(ring);
 	bool ok = p != NULL;
@@ -64,32 +218,42 @@ static bool probe_ok(struct io_uring *ring)
 
 CFD_EXPORT int cfd_uring_new(struct cfd_uring **ret, struct io_uring *ring)
 {
-	/* NODROP: overflowed CQEs are kept, never lost (5.5).  CQE_SKIP
-	 * (5.17) also implies multishot poll (5.13) and timeout update
-	 * (5.11).  EXT_ARG (5.11): timed waits without a timeout SQE. */
-	const unsigned feats =
-	    IORING_FEAT_NODROP | IORING_FEAT_CQE_SKIP | IORING_FEAT_EXT_ARG;
+	/* NODROP: overflowed CQEs are kept, never lost (5.5).  EXT_ARG
+	 * (5.11): a wait's deadline is its io_uring_enter() timeout.
+	 * CQE_SKIP (5.17) stands for what 5.17 brought with it: multishot
+	 * poll (5.13) and async cancel by user_data on every request. */
+	const unsigned feats = IORING_FEAT_NODROP | IORING_FEAT_EXT_ARG |
+			       (1U << 11) /* IORING_FEAT_CQE_SKIP */;
 	struct cfd_uring *cu;
+	int r;
 
-	if (!ret || !ring || ring->ring_fd < 0)
+	/* A ring that was never set up (or was torn down) has no SQ. */
+	if (!ret || !ring || ring->ring_fd < 0 || !ring->sq.ring_entries ||
+	    !ring->sq.sqes || !ring->cq.cqes)
 		return -EINVAL;
 	/* SQPOLL consumes SQEs behind our back (a failed submit could not be
-	 * taken back); IOPOLL rings refuse poll and timeout requests. */
+	 * taken back); IOPOLL rings refuse poll requests. */
 	if (ring->flags & (IORING_SETUP_SQPOLL | IORING_SETUP_IOPOLL))
 		return -EOPNOTSUPP;
 	if ((ring->features & feats) != feats || !probe_ok(ring))
 		return -EOPNOTSUPP;
-	cfd_process_init();
+	pthread_once(&uring_once, uring_process_setup);
 	cu = calloc(1, sizeof(*cu));
 	if (!cu)
 		return -ENOMEM;
 	atomic_init(&cu->refs, 1);
-	cu->fork_gen = cfd_generation();
+	cu->fork_gen = uring_fork_generation();
 	cu->ring = ring;
 	cu->cqe_size = (ring->flags & IORING_SETUP_CQE32) ? 32 : 16;
-	cu->watch_free = NIL;
-	cu->idle_head = cu->idle_tail = NIL;
-	cu->last_watch = NIL;
+	cu->lazy_completions = ring->flags & (IORING_SETUP_DEFER_TASKRUN |
+					      IORING_SETUP_COOP_TASKRUN);
+	cu->poll_free = NIL;
+	cu->last_poll = NIL;
+	r = history_adopt(cu);
+	if (r < 0) {
+		free(cu);
+		return r;
+	}
 	*ret = cu;
 	return 0;
 }
@@ -101,34 +265,29 @@ CFD_EXPORT struct cfd_uring *cfd_uring_ref(struct cfd_uring *cu)
 	return cu;
 }
 
-static void watch_free(struct cfd_uring *cu, uint32_t idx);
-
 /*
- * The last reference: remove every request the library keeps on the ring
- * (token polls, the timer) and forget scope ops still in flight.  Their
- * CQEs, if the ring lives on, carry CFD_URING_UDATA_TAG.
+ * The last reference: forget scope ops still in flight (orphans, which
+ * the next binding of the ring will recognise), remove the token polls,
+ * and leave the history.
  */
 static void cu_destroy(struct cfd_uring *cu)
 {
-	while (cu->scopes)
-		scope_destroy(cu->scopes);
-	for (uint32_t i = 0; i < cu->nwatches; i++)
-		if (cu->watches[i].tok)
-			watch_free(cu, i);
-	if (cu->timer_armed) {
-		struct io_uring_sqe *sqe = cu_get_sqe(cu);
+	for (uint32_t i = 0; i < cu->nslots; i++) {
+		struct op_slot *o = &cu->slots[i];
 
-		if (sqe) {
-			io_uring_prep_timeout_remove(
-			    sqe, ud_make(UD_TIMER, cu->timer_gen, 0), 0);
-			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-			sqe->user_data = ud_make(UD_TIMER_REMOVE, 0, 0);
-			cu->dirty = true;
+		if (o->meta & OPSLOT_LIVE) {
+			o->meta =
+			    (o->meta & ~OPSLOT_STATE_MASK) | OPSLOT_ORPHAN;
+			o->scope = NULL;
 		}
 	}
+	while (cu->scopes)
+		scope_destroy(cu->scopes);
+	tpolls_free(cu);
 	if (cu->dirty)
 		cu_submit(cu);
-	free(cu->watches);
+	history_leave(cu);
+	free(cu->polls);
 	free(cu->buckets);
 	free(cu->slots);
 	free(cu->free_slots);
@@ -155,372 +314,6 @@ CFD_EXPORT void cfd_uring_unrefp(struct cfd_uring **cup)
 		*cup = cfd_uring_unref(*cup);
 }
 
-/* ---- token watches ---- */
-
-static uint32_t hash_ptr(const void *p, uint32_t nbuckets)
-{
-	uint64_t x = (uint64_t)(uintptr_t)p;
-
-	x ^= x >> 29;
-	x *= 0x9e3779b97f4a7c15ull;
-	return (uint32_t)(x >> 32) & (nbuckets - 1);
-}
-
-static uint32_t watch_lookup(struct cfd_uring *cu, const struct cfd_token *tok)
-{
-	if (cu->last_watch != NIL && cu->watches[cu->last_watch].tok == tok)
-		return cu->last_watch;
-	if (!cu->nbuckets)
-		return NIL;
-	for (uint32_t i = cu->buckets[hash_ptr(tok, cu->nbuckets)]; i != NIL;
-	     i = cu->watches[i].hnext)
-		if (cu->watches[i].tok == tok)
-			return i;
-	return NIL;
-}
-
-static int hash_grow(struct cfd_uring *cu)
-{
-	uint32_t nb = cu->nbuckets ? cu->nbuckets * 2 : 16;
-	uint32_t *b = malloc(nb * sizeof(*b));
-
-	if (!b)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < nb; i++)
-		b[i] = NIL;
-	for (uint32_t i = 0; i < cu->nwatches; i++) {
-		struct watch *w = &cu->watches[i];
-		uint32_t h;
-
-		if (!w->tok)
-			continue;
-		h = hash_ptr(w->tok, nb);
-		w->hnext = b[h];
-		b[h] = i;
-	}
-	free(cu->buckets);
-	cu->buckets = b;
-	cu->nbuckets = nb;
-	return 0;
-}
-
-static void hash_remove(struct cfd_uring *cu, uint32_t idx)
-{
-	uint32_t *pp =
-	    &cu->buckets[hash_ptr(cu->watches[idx].tok, cu->nbuckets)];
-
-	while (*pp != idx)
-		pp = &cu->watches[*pp].hnext;
-	*pp = cu->watches[idx].hnext;
-	cu->hcount--;
-}
-
-static void idle_remove(struct cfd_uring *cu, uint32_t idx)
-{
-	struct watch *w = &cu->watches[idx];
-
-	if (w->idle_prev != NIL)
-		cu->watches[w->idle_prev].idle_next = w->idle_next;
-	else
-		cu->idle_head = w->idle_next;
-	if (w->idle_next != NIL)
-		cu->watches[w->idle_next].idle_prev = w->idle_prev;
-	else
-		cu->idle_tail = w->idle_prev;
-	w->idle = 0;
-	cu->nidle--;
-}
-
-static void idle_push(struct cfd_uring *cu, uint32_t idx)
-{
-	struct watch *w = &cu->watches[idx];
-
-	w->idle_next = NIL;
-	w->idle_prev = cu->idle_tail;
-	if (cu->idle_tail != NIL)
-		cu->watches[cu->idle_tail].idle_next = idx;
-	else
-		cu->idle_head = idx;
-	cu->idle_tail = idx;
-	w->idle = 1;
-	cu->nidle++;
-}
-
-static uint32_t watch_alloc(struct cfd_uring *cu)
-{
-	uint32_t idx = cu->watch_free;
-
-	if (idx != NIL) {
-		cu->watch_free = cu->watches[idx].hnext;
-		return idx;
-	}
-	if ((cu->nwatches & (cu->nwatches - 1)) == 0) {
-		uint32_t cap = cu->nwatches ? cu->nwatches * 2 : 8;
-		struct watch *n;
-
-		if (cap > UD_IDX_MAX)
-			return NIL;
-		n = realloc(cu->watches, cap * sizeof(*n));
-		if (!n)
-			return NIL;
-		cu->watches = n;
-	}
-	return cu->nwatches++;
-}
-
-/* watch_get() when tok is not the last token seen. */
-int watch_get_slow(struct cfd_uring *cu, struct cfd_token *tok, uint32_t *ret)
-{
-	uint32_t idx = watch_lookup(cu, tok);
-	struct watch *w;
-	uint32_t h;
-	int fd;
-
-	if (idx != NIL) {
-		/* An idle watch stays on the idle list while used: the list
-		 * is tidied when it is next put, or when evicting. */
-		cu->watches[idx].users++;
-		cu->last_watch = idx;
-		*ret = idx;
-		return 0;
-	}
-	fd = cfd_token_fd(tok); /* made now, so that arming cannot fail */
-	if (fd < 0)
-		return fd;
-	if (cu->hcount >= cu->nbuckets && hash_grow(cu) < 0)
-		return -ENOMEM;
-	idx = watch_alloc(cu);
-	if (idx == NIL)
-		return -ENOMEM;
-	w = &cu->watches[idx];
-	memset(w, 0, sizeof(*w));
-	w->tok = cfd_token_ref(tok);
-	w->users = 1;
-	w->idle_prev = w->idle_next = NIL;
-	h = hash_ptr(tok, cu->nbuckets);
-	w->hnext = cu->buckets[h];
-	cu->buckets[h] = idx;
-	cu->hcount++;
-	cu->last_watch = idx;
-	*ret = idx;
-	return 0;
-}
-
-/* The watch's armed or fired changed: tell its scopes (cfd_scope_add()
- * reads one flag of its own). */
-void watch_mark(struct cfd_uring *cu, uint32_t idx)
-{
-	struct watch *w = &cu->watches[idx];
-	bool quiet = w->armed && !w->fired;
-
-	for (struct cfd_scope *s = w->scopes; s; s = s->wnext)
-		s->quiet = quiet;
-}
-
-/* Queue the watch's multishot poll (see watch_ensure_armed()). */
-int watch_arm(struct cfd_uring *cu, uint32_t idx, bool may_submit)
-{
-	struct watch *w = &cu->watches[idx];
-	struct io_uring_sqe *sqe;
-
-	sqe = may_submit ? cu_get_sqe(cu) : io_uring_get_sqe(cu->ring);
-	if (!sqe)
-		return -EBUSY;
-	w->gen = cu_next_gen(cu);
-	/* Never read: the eventfd stays readable once triggered, so a poll
-	 * armed after the trigger completes at once. */
-	io_uring_prep_poll_multishot(sqe, cfd_token_fd(w->tok), POLLIN);
-	sqe->user_data = ud_make(UD_POLL, w->gen, idx);
-	w->armed = 1;
-	watch_mark(cu, idx);
-	cu->dirty = true;
-	return 0;
-}
-
-/* Forget a watch: remove its poll (if any), drop its token. */
-static void watch_free(struct cfd_uring *cu, uint32_t idx)
-{
-	struct watch *w = &cu->watches[idx];
-
-	if (w->armed) {
-		struct io_uring_sqe *sqe = cu_get_sqe(cu);
-
-		/* Without an SQE the poll stays until the ring goes; its CQE
-		 * would carry a generation that matches nothing. */
-		if (sqe) {
-			io_uring_prep_poll_remove(
-			    sqe, ud_make(UD_POLL, w->gen, idx));
-			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-			sqe->user_data = ud_make(UD_POLL_REMOVE, w->gen, idx);
-			cu->dirty = true;
-		}
-		w->armed = 0;
-		watch_mark(cu, idx);
-	}
-	if (w->idle)
-		idle_remove(cu, idx);
-	if (cu->last_watch == idx)
-		cu->last_watch = NIL;
-	hash_remove(cu, idx);
-	cfd_token_unref(w->tok);
-	w->tok = NULL;
-	w->hnext = cu->watch_free;
-	cu->watch_free = idx;
-}
-
-/*
- * One user fewer.  A watch nobody uses stays armed (idle) so that the next
- * wait on the same token needs no poll of its own; the least recently used
- * idle watch goes when there are too many, and a fired one goes at once.
- * The idle list may hold watches that are in use again (watch_get() leaves
- * them there, so that a wait costs no list edits): they move to its end
- * when put, and leave it when met during an eviction.
- */
-void watch_put_slow(struct cfd_uring *cu, uint32_t idx)
-{
-	struct watch *w = &cu->watches[idx];
-
-	if (--w->users)
-		return;
-	if (w->fired || !w->armed || cfd_token_triggered(w->tok)) {
-		watch_free(cu, idx);
-		return;
-	}
-	if (w->idle && cu->idle_tail == idx)
-		return; /* most recently used already */
-	if (w->idle)
-		idle_remove(cu, idx);
-	idle_push(cu, idx);
-	while (cu->nidle > WATCH_IDLE_MAX) {
-		uint32_t old = cu->idle_head;
-
-		if (cu->watches[old].users)
-			idle_remove(cu, old);
-		else
-			watch_free(cu, old);
-	}
-}
-
-/*
- * The token was seen triggered: cancel the ops of every scope on it.  The
- * poll has nothing left to say (a token triggers once), but removing it
- * now would put a second request in the submit that carries the cancels
- * and delay them; it goes when the watch's last user does.
- */
-static void watch_fire(struct cfd_uring *cu, uint32_t idx)
-{
-	cu->watches[idx].fired = 1;
-	watch_mark(cu, idx);
-	for (struct cfd_scope *s = cu->watches[idx].scopes; s; s = s->wnext)
-		scope_cancel_ops(cu, s);
-	if (cu->watches[idx].users == 0)
-		watch_free(cu, idx);
-}
-
-/*
- * A CQE of a watch's poll.  The eventfd says "look", the token's state
- * says what happened: an outside write to a shared eventfd is not a
- * trigger (the token's watcher turns it into one, and that trigger writes
- * the fd again, so another CQE follows).  A CQE without IORING_CQE_F_MORE
- * means the poll is gone (removed, cancelled from outside, or ended by a CQ
- * overflow): re-arm it while someone needs it.
- */
-static void watch_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe)
-{
-	uint32_t idx = ud_idx(cqe->user_data);
-	struct watch *w;
-
-	if (idx >= cu->nwatches)
-		return;
-	w = &cu->watches[idx];
-	if (!w->tok || !w->armed || w->gen != ud_gen(cqe->user_data))
-		return; /* an earlier poll of this slot */
-	if (!(cqe->flags & IORING_CQE_F_MORE)) {
-		w->armed = 0;
-		watch_mark(cu, idx);
-	}
-	if (w->fired)
-		return;
-	if (cfd_token_triggered(w->tok)) {
-		watch_fire(cu, idx);
-		return;
-	}
-	/* A poll that fails by itself (its fd closed under it) must not be
-	 * re-armed forever. */
-	if (cqe->res < 0 && cqe->res != -ECANCELED)
-		w->errors++;
-	else
-		w->errors = 0;
-	if (w->armed)
-		return;
-	if (w->users == 0)
-		watch_free(cu, idx);
-	else if (w->errors < 3)
-		watch_ensure_armed(cu, idx, true);
-}
-
-/* ---- the ring timer ---- */
-
-static void ts_from_ns(struct __kernel_timespec *ts, int64_t ns)
-{
-	if (ns < 0)
-		ns = 0;
-	ts->tv_sec = ns / 1000000000;
-	ts->tv_nsec = ns % 1000000000;
-}
-
-/*
- * Make sure the ring timer fires no later than deadline (absolute,
- * CLOCK_MONOTONIC).  A timer armed for an earlier time is left alone: it
- * fires early, finds nothing expired and is re-armed, which costs less
- * than moving it for every wait.  Only a new earliest deadline moves it,
- * with IORING_TIMEOUT_UPDATE in the same submit as the wait's ops.
- */
-void timer_set(struct cfd_uring *cu, int64_t deadline)
-{
-	struct io_uring_sqe *sqe = cu_get_sqe(cu);
-
-	if (!sqe)
-		return;
-	if (!cu->timer_armed) {
-		cu->timer_gen = cu_next_gen(cu);
-		ts_from_ns(&cu->ts_arm, deadline);
-		/* count 0: a pure timer.  The count form would also count
-		 * the multishot polls' CQEs and fire early. */
-		io_uring_prep_timeout(sqe, &cu->ts_arm, 0, IORING_TIMEOUT_ABS);
-		sqe->user_data = ud_make(UD_TIMER, cu->timer_gen, 0);
-		cu->timer_armed = true;
-	} else {
-		/* -ENOENT or -EALREADY if it fired meanwhile: its -ETIME
-		 * is then processed and re-arms for the deadline. */
-		ts_from_ns(&cu->ts_update, deadline);
-		io_uring_prep_timeout_update(
-		    sqe, &cu->ts_update, ud_make(UD_TIMER, cu->timer_gen, 0),
-		    IORING_TIMEOUT_ABS);
-		sqe->user_data = ud_make(UD_TIMER_UPDATE, cu->timer_gen, 0);
-		cu->timer_updates++;
-	}
-	cu->timer_at = deadline;
-	cu->dirty = true;
-}
-
-static void timer_cqe(struct cfd_uring *cu, const struct io_uring_cqe *cqe)
-{
-	struct wait *w = cu->wait;
-
-	if (!cu->timer_armed || ud_gen(cqe->user_data) != cu->timer_gen)
-		return;
-	/* -ETIME, or -ECANCELED if someone cancelled it: either way it is
-	 * gone.  Deadlines exist only while a wait runs. */
-	cu->timer_armed = false;
-	if (!w || !w->has_deadline || w->expired)
-		return;
-	if (w->deadline <= cfd_now())
-		w->expired = true;
-	else
-		timer_want(cu, w->deadline);
-}
-
 /* ---- dispatch ---- */
 
 int cu_dispatch(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
@@ -535,31 +328,24 @@ int cu_dispatch(struct cfd_uring *cu, const struct io_uring_cqe *cqe,
 	case UD_SCOPE_OP:
 		return scope_op_cqe(cu, cqe, user_data, false);
 	case UD_POLL:
-		watch_cqe(cu, cqe);
-		break;
-	case UD_TIMER:
-		timer_cqe(cu, cqe);
-		break;
-	case UD_TIMER_UPDATE:
-		if (cu->timer_updates)
-			cu->timer_updates--;
+		tpoll_cqe(cu, cqe);
 		break;
 	case UD_WAIT_OP:
 	case UD_WAIT_CANCEL:
-		if (cu->wait && ud_gen(ud) == cu->wait->gen)
+		if (cu->wait && ud_gen(ud) == cu->wait->ud_gen)
 			wait_cqe(cu, cqe);
 		break;
 	default:
-		/* failed removals and cancels of skip-success SQEs: the
-		 * request they aimed at reports for itself */
+		/* removals, scope cancels, neutralised SQEs, failed links:
+		 * the request they aimed at reports for itself */
 		break;
 	}
 	return CFD_CQE_OWN;
 }
 
 /* Everything but the caller's own CQEs and a scope op's: owed cancels,
- * the library's polls, timers and cancels, and what they submit.  Out of
- * line, so that cfd_uring_cqe()'s fast path stays a leaf. */
+ * the library's polls and cancels, and what they submit.  Out of line, so
+ * that cfd_uring_cqe()'s fast path stays a leaf. */
 static __attribute__((noinline)) int cqe_slow(struct cfd_uring *cu,
 					      const struct io_uring_cqe *cqe,
 					      uint64_t *user_data)

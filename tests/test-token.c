@@ -223,6 +223,39 @@ START_TEST(test_trigger_msg_is_copied)
 }
 END_TEST
 
+/* A token triggered because another (not its parent) did takes that
+ * token's cause and keeps its origin alive. */
+START_TEST(test_trigger_from_takes_the_cause)
+{
+	struct cfd_token *inner = t_new_token("inner");
+	struct cfd_token *child = t_new_child(inner, "child");
+	struct cfd_token *outer = t_new_token("outer");
+	struct cfd_token *other = t_new_token("other");
+
+	ck_assert_int_eq(cfd_token_trigger_from(outer, child), -EINVAL);
+	ck_assert_int_eq(cfd_token_trigger_from(NULL, child), -EINVAL);
+	ck_assert_int_eq(cfd_token_trigger_from(outer, NULL), -EINVAL);
+	ck_assert_int_eq(cfd_token_trigger_msg(inner, "stop"), 1);
+	ck_assert_int_eq(cfd_token_trigger_from(child, child), -EINVAL);
+	ck_assert_int_eq(cfd_token_trigger_from(outer, child), 1);
+	ck_assert_int_eq(cfd_token_trigger_from(outer, child), 0);
+	ck_assert_int_eq(cfd_token_reason(outer), CFD_REASON_PARENT);
+	ck_assert_ptr_eq(cfd_token_origin(outer), inner);
+	ck_assert_str_eq(cfd_token_message(outer), "stop");
+	/* the origin lives as long as outer does */
+	cfd_token_unref(child);
+	cfd_token_unref(inner);
+	ck_assert_str_eq(cfd_token_name(cfd_token_origin(outer)), "inner");
+	ck_assert_str_eq(cfd_token_message(outer), "stop");
+	/* a token triggered already keeps its own cause */
+	cfd_token_trigger(other);
+	ck_assert_int_eq(cfd_token_trigger_from(other, outer), 0);
+	ck_assert_ptr_eq(cfd_token_origin(other), other);
+	cfd_token_unref(other);
+	cfd_token_unref(outer);
+}
+END_TEST
+
 START_TEST(test_trigger_einval)
 {
 	ck_assert_int_eq(cfd_token_trigger(NULL), -EINVAL);
@@ -963,6 +996,7 @@ static Suite *token_suite(void)
 	tcase_add_test(tc, test_trigger_msg_null_message);
 	tcase_add_test(tc, test_trigger_msg_is_copied);
 	tcase_add_test(tc, test_trigger_einval);
+	tcase_add_test(tc, test_trigger_from_takes_the_cause);
 	tcase_add_test(tc, test_trigger_time);
 	tcase_add_test(tc, test_pending_cause);
 	tcase_add_test(tc, test_cause_null);

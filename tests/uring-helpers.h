@@ -19,7 +19,8 @@
 
 #define RING_DEFAULT 0
 #define RING_DEFER 1 /* SINGLE_ISSUER | DEFER_TASKRUN */
-#define NRING_KINDS 2
+#define RING_COOP 2  /* COOP_TASKRUN | TASKRUN_FLAG */
+#define NRING_KINDS 3
 
 struct fx {
 	struct io_uring ring;
