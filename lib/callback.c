@@ -170,8 +170,8 @@ int listener_add(struct cfd_token *t, struct listener *n, uint64_t add)
 }
 
 static void registration_init(struct cfd_registration *reg, struct cfd_token *t,
-			      cfd_callback_fn fn, void *userdata,
-			      uint32_t flags)
+			      enum reg_kind kind, cfd_callback_fn fn,
+			      void *userdata, uint16_t flags)
 {
 	reg->node.owner = (uintptr_t)t | LISTENER_REG;
 	atomic_init(&reg->node.next, NULL);
@@ -180,6 +180,7 @@ static void registration_init(struct cfd_registration *reg, struct cfd_token *t,
 	reg->userdata = userdata;
 	atomic_init(&reg->state, REG_LISTED);
 	reg->flags = flags;
+	reg->kind = (uint8_t)kind;
 	reg->queue_ref = false;
 	atomic_init(&reg->running_in, NULL);
 	reg->run_next = NULL;
@@ -201,7 +202,7 @@ CFD_EXPORT int cfd_token_on_trigger(struct cfd_registration **ret,
 		reg = calloc(1, sizeof(*reg));
 		if (!reg)
 			return -ENOMEM;
-		registration_init(reg, tok, fn, userdata,
+		registration_init(reg, tok, REG_CALLBACK, fn, userdata,
 				  ret ? REG_HOLDS_REF : REG_FLOATING);
 		if (ret)
 			cfd_token_ref(tok);
@@ -305,10 +306,26 @@ cfd_registration_free(struct cfd_registration *reg)
 /* ---- internal registrations (sources, export) ---- */
 
 int registration_add(struct cfd_registration *reg, struct cfd_token *t,
-		     cfd_callback_fn fn, void *userdata)
+		     enum reg_kind kind, cfd_callback_fn fn, void *userdata)
 {
-	registration_init(reg, t, fn, userdata, REG_INTERNAL);
+	registration_init(reg, t, kind, fn, userdata, REG_INTERNAL);
 	return listener_add(t, &reg->node, 0) == 1;
+}
+
+struct cfd_registration *registration_find_locked(struct cfd_token *t,
+						  enum reg_kind kind)
+{
+	for (struct listener *n =
+		 atomic_load_explicit(&t->listeners, memory_order_relaxed);
+	     n; n = atomic_load_explicit(&n->next, memory_order_relaxed)) {
+		struct cfd_registration *reg =
+		    container_of(n, struct cfd_registration, node);
+
+		if (listener_kind(n) == LISTENER_REG && reg->kind == kind &&
+		    (reg->flags & REG_INTERNAL))
+			return reg;
+	}
+	return NULL;
 }
 
 void registration_remove(struct cfd_registration *reg)

@@ -161,22 +161,14 @@ static int read_end_dup(int rfd, unsigned flags)
  * pipe meanwhile. */
 static int export_pipe_again(struct cfd_token *tok, unsigned flags)
 {
+	struct cfd_registration *reg;
 	int fd = -ENOENT;
 
 	token_lock(tok);
-	for (struct listener *n =
-		 atomic_load_explicit(&tok->listeners, memory_order_relaxed);
-	     n; n = atomic_load_explicit(&n->next, memory_order_relaxed)) {
-		struct cfd_registration *reg =
-		    container_of(n, struct cfd_registration, node);
-
-		if (listener_kind(n) == LISTENER_REG &&
-		    reg->fn == pipe_export_triggered) {
-			fd = read_end_dup(
-			    ((struct pipe_export *)reg->userdata)->rfd, flags);
-			break;
-		}
-	}
+	reg = registration_find_locked(tok, REG_EXPORT_PIPE);
+	if (reg)
+		fd = read_end_dup(
+		    container_of(reg, struct pipe_export, reg)->rfd, flags);
 	token_unlock(tok);
 	return fd;
 }
@@ -221,8 +213,8 @@ static int export_pipe(struct cfd_token *tok, unsigned flags)
 	fd = read_end_dup(e->rfd, flags);
 	e->reg.on_release = pipe_export_released;
 	e->reg.on_done = pipe_export_done;
-	if (fd < 0 ||
-	    registration_add(&e->reg, tok, pipe_export_triggered, e)) {
+	if (fd < 0 || registration_add(&e->reg, tok, REG_EXPORT_PIPE,
+				       pipe_export_triggered, e)) {
 		/* Failed, or triggered already: the read end hangs up. */
 		pipe_export_close(e);
 		free(e);
@@ -232,6 +224,81 @@ static int export_pipe(struct cfd_token *tok, unsigned flags)
 
 /* ---- shared exports: the eventfd ---- */
 
+/*
+ * A token's shared exports are watched by one fd source on its own
+ * eventfd, which turns a write from outside into a full trigger.  The
+ * source's handle hangs off the token in a registration of its own, whose
+ * presence says "watched"; made under exports_lock, so that a second
+ * exporter never returns an eventfd before the first made it watched.
+ */
+struct shared_watch {
+	struct cfd_registration reg;
+	struct cfd_source *src;
+};
+
+static void shared_watch_end(struct shared_watch *sw)
+{
+	cfd_source_free(sw->src);
+	free(sw);
+}
+
+static void shared_watch_triggered(struct cfd_token *tok, void *userdata)
+{
+	(void)tok;
+	(void)userdata; /* its end comes with on_done */
+}
+
+static void shared_watch_done(struct cfd_registration *reg)
+{
+	shared_watch_end(container_of(reg, struct shared_watch, reg));
+}
+
+static void shared_watch_released(struct cfd_registration *reg)
+{
+	shared_watch_end(container_of(reg, struct shared_watch, reg));
+}
+
+static bool shared_watched(struct cfd_token *tok)
+{
+	bool found;
+
+	token_lock(tok);
+	found = registration_find_locked(tok, REG_EXPORT_SHARED) != NULL;
+	token_unlock(tok);
+	return found;
+}
+
+/* Make tok's eventfd watched for outside writes, once. */
+static int shared_watch(struct cfd_token *tok, struct cfd_watcher *w, int fd)
+{
+	struct shared_watch *sw;
+	int r = 0;
+
+	pthread_once(&exports_once, exports_setup);
+	pthread_mutex_lock(&exports_lock);
+	if (shared_watched(tok))
+		goto out;
+	sw = malloc(sizeof(*sw));
+	if (!sw) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = cfd_source_add_fd(&sw->src, tok, w, fd);
+	if (r < 0 || !sw->src) {
+		/* failed, or tok triggered meanwhile: nothing to watch */
+		free(sw);
+		goto out;
+	}
+	sw->reg.on_release = shared_watch_released;
+	sw->reg.on_done = shared_watch_done;
+	if (registration_add(&sw->reg, tok, REG_EXPORT_SHARED,
+			     shared_watch_triggered, sw))
+		shared_watch_end(sw); /* triggered meanwhile */
+out:
+	pthread_mutex_unlock(&exports_lock);
+	return r;
+}
+
 static int export_shared(struct cfd_token *tok, struct cfd_watcher *w,
 			 unsigned flags)
 {
@@ -239,15 +306,9 @@ static int export_shared(struct cfd_token *tok, struct cfd_watcher *w,
 
 	if (fd < 0)
 		return fd;
-	/* Once per token: an fd source on its own eventfd completes a write
-	 * from outside into a trigger (the source watches a dup). */
-	if (!(atomic_fetch_or(&tok->word, (uint64_t)ST_SHARED) & ST_SHARED)) {
-		r = cfd_source_add_fd(NULL, tok, w, fd);
-		if (r < 0) {
-			atomic_fetch_and(&tok->word, ~(uint64_t)ST_SHARED);
-			return r;
-		}
-	}
+	r = shared_watch(tok, w, fd);
+	if (r < 0)
+		return r;
 	dup_fd = fcntl(
 	    fd, (flags & CFD_EXPORT_INHERIT) ? F_DUPFD : F_DUPFD_CLOEXEC, 3);
 	return dup_fd < 0 ? -errno : dup_fd;
@@ -419,6 +480,8 @@ CFD_EXPORT int cfd_token_recv(struct cfd_token **ret, int sock,
 	int fd = -1, extra = 0;
 	ssize_t n;
 
+	_Static_assert(sizeof(ctl.buf) == CMSG_SPACE(sizeof(int) * 4),
+		       "room for the 4 fds the -EMFILE test counts on");
 	if (!ret)
 		return -EINVAL;
 	if (sock < 0)
@@ -452,6 +515,10 @@ CFD_EXPORT int cfd_token_recv(struct cfd_token **ret, int sock,
 	if (fd < 0 || extra || (msg.msg_flags & MSG_CTRUNC)) {
 		if (fd >= 0)
 			close(fd);
+		/* Truncated with room to spare: the kernel could not install
+		 * what came (RLIMIT_NOFILE), not "more than fit". */
+		if ((msg.msg_flags & MSG_CTRUNC) && extra + (fd >= 0) < 4)
+			return -EMFILE;
 		return -EPROTO; /* not one token fd */
 	}
 	return import_owned(ret, fd, name, w);
@@ -486,11 +553,9 @@ CFD_EXPORT int cfd_token_from_env(struct cfd_token **ret, const char *name,
 	if (fcntl((int)fd, F_GETFD) < 0)
 		return -EBADF;
 	/* Something else than a token fd is probably the program's own fd
-	 * named by a stale variable: leave it alone. */
+	 * (stdout, a log) named by a stale variable: leave it open. */
 	r = check_token_fd((int)fd);
 	if (r < 0)
 		return r;
-	r = cfd_token_import_fd(ret, (int)fd, name, w);
-	close((int)fd);
-	return r;
+	return import_owned(ret, (int)fd, name, w);
 }

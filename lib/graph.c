@@ -35,6 +35,7 @@ static void visit_child(struct fanout *f, struct cfd_token *c,
 			struct cfd_token *origin, unsigned signo)
 {
 	unsigned reason = CFD_REASON_PARENT;
+	uint32_t won;
 
 	if (atomic_load_explicit(&c->word, memory_order_relaxed) & ST_ALL_OF) {
 		if (atomic_fetch_sub(&c->all_of_pending, 1) != 1)
@@ -42,10 +43,10 @@ static void visit_child(struct fanout *f, struct cfd_token *c,
 		reason = CFD_REASON_ALL_OF;
 	}
 	/* Already triggered: whoever did it owns its fan-out. */
-	if (!token_set_triggered(c, reason, signo, false))
+	won = token_win(c, reason, signo, false);
+	if (!won)
 		return;
-	atomic_store_explicit(&c->origin, origin, memory_order_release);
-	token_write_fd(c);
+	token_publish(c, origin, won);
 	/* The swap read the state word as the last listener_add() released
 	 * it, so a listener added before is seen here; one added after sees
 	 * the trigger (see listener_add). */
@@ -54,20 +55,11 @@ static void visit_child(struct fanout *f, struct cfd_token *c,
 		fanout_push(f, c);
 }
 
-static struct cfd_token *origin_of(struct cfd_token *t)
-{
-	struct cfd_token *o;
-
-	while (!(o = atomic_load_explicit(&t->origin, memory_order_acquire)))
-		;
-	return o;
-}
-
 /* Walk t's listeners under its lock (taken by the caller). */
 static void fanout_walk_locked(struct fanout *f, struct cfd_token *t)
 {
-	struct cfd_token *origin = origin_of(t);
-	unsigned signo = (token_state(t) & ST_SIGNO_MASK) >> ST_SIGNO_SHIFT;
+	struct cfd_token *origin = token_origin_wait(t);
+	unsigned signo = token_signo(t);
 	struct listener *n, *next;
 
 	for (n = atomic_load_explicit(&t->listeners, memory_order_relaxed); n;
@@ -115,8 +107,10 @@ void fanout_run(struct fanout *f, struct cfd_token *start, bool locked)
 static void token_born_triggered(struct cfd_token *t, unsigned reason,
 				 struct cfd_token *origin, unsigned signo)
 {
-	if (token_set_triggered(t, reason, signo, false))
-		atomic_store_explicit(&t->origin, origin, memory_order_release);
+	uint32_t won = token_win(t, reason, signo, false);
+
+	if (won)
+		token_publish(t, origin, won);
 }
 
 /* Link t under parent p.  Returns true if p had triggered already, in
@@ -132,11 +126,6 @@ static bool link_parent(struct cfd_token *t, size_t i, struct cfd_token *p)
 	/* The child holds its parent: the reference is taken with the
 	 * parent's lock, in one step. */
 	return listener_add(p, &l->node, REF_ONE) != 0;
-}
-
-static unsigned token_signo(const struct cfd_token *t)
-{
-	return (token_state(t) & ST_SIGNO_MASK) >> ST_SIGNO_SHIFT;
 }
 
 static int check_parents(struct cfd_token *const *toks, size_t n)
@@ -175,7 +164,7 @@ static int token_any_of(struct cfd_token **ret, const char *name,
 		if (link_parent(t, i, toks[i])) {
 			born = true;
 			token_born_triggered(t, CFD_REASON_PARENT,
-					     origin_of(toks[i]),
+					     token_origin_wait(toks[i]),
 					     token_signo(toks[i]));
 		}
 	}
@@ -254,7 +243,7 @@ static struct cfd_token *latest_origin(struct cfd_token *const *toks, size_t n)
 	struct cfd_token *best = NULL;
 
 	for (size_t i = 0; i < n; i++) {
-		struct cfd_token *o = origin_of(toks[i]);
+		struct cfd_token *o = token_origin_wait(toks[i]);
 
 		if (!best || o->time >= best->time)
 			best = o;

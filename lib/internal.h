@@ -10,6 +10,7 @@
  */
 
 #include <errno.h>
+#include <signal.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
@@ -48,7 +49,7 @@ static inline void cfd_futex_wake_all(_Atomic uint32_t *addr)
  * child handler advances the generation, so an inherited object is detected
  * with one load instead of a getpid() system call.
  */
-#define CFD_GEN_MASK 0x7fffu /* the generation bits of a token's word */
+#define CFD_GEN_MASK 0xfffu /* the generation bits of a token's word */
 extern _Atomic uint32_t cfd_fork_generation; /* < CFD_GEN_MASK + 1 */
 void cfd_process_init(void);
 
@@ -96,16 +97,16 @@ struct link {
 
 /*
  * A token's word holds its state (low 32 bits, also the futex word) and its
- * reference count (high 32 bits).  State bits:
+ * reference count (high 32 bits).  State:
  *   TRIGGERED     one-way; set by the single winning compare-and-swap,
  *                 whose caller then owns the fan-out of this token
  *   WAITERS       a thread sleeps in cfd_token_wait()
- *   ALL_OF        (fixed at birth) the token counts its parents down
- *   SHARED        its eventfd was exported for writing and is watched
  *   LOCKED        the listener list (and fd creation) is being changed
  *   LOCK_WAITERS  a thread sleeps until LOCKED clears
+ *   HAS_FD        the eventfd is published (see "The fd" below)
+ *   ALL_OF        (fixed at birth) the token counts its parents down
  *   ORIGIN_HELD   it holds a reference to its origin (token_trigger_from)
- *   reason, signal number, and the fork generation (bits 17-31)
+ *   reason (5 bits), signal number (7), fork generation (12)
  * One word for all three is what makes the graph cheap and race-free:
  *   - the unlock is an atomic read-modify-write that returns the state, so
  *     a thread adding a listener learns whether a trigger came while it
@@ -114,20 +115,42 @@ struct link {
  *   - a child takes its parent's lock and a reference to it in one
  *     compare-and-swap, and drops both in one when it is freed;
  *   - the trigger takes the lock in its own compare-and-swap.
+ *
+ * The fd: its maker writes it (if the token has triggered) before it sets
+ * HAS_FD, in the compare-and-swap that also releases the lock; a trigger
+ * whose compare-and-swap finds HAS_FD writes it.  So whichever comes
+ * first, the fd is written before the trigger returns and before anyone
+ * can see it published, and an fd obtained once a trigger returned is
+ * readable at once.
  */
 #define ST_TRIGGERED (1u << 0)
 #define ST_WAITERS (1u << 1)
-#define ST_ALL_OF (1u << 2)
-#define ST_SHARED (1u << 3)
-#define ST_REASON_SHIFT 4
-#define ST_REASON_MASK (7u << ST_REASON_SHIFT)
-#define ST_LOCKED (1u << 7)
-#define ST_SIGNO_SHIFT 8
-#define ST_SIGNO_MASK (0x7fu << ST_SIGNO_SHIFT)
-#define ST_LOCK_WAITERS (1u << 15)
-#define ST_ORIGIN_HELD (1u << 16) /* holds its origin (token_trigger_from) */
-#define ST_GEN_SHIFT 17
+#define ST_LOCKED (1u << 2)
+#define ST_LOCK_WAITERS (1u << 3)
+#define ST_HAS_FD (1u << 4)
+#define ST_ALL_OF (1u << 5)
+#define ST_ORIGIN_HELD (1u << 6)
+#define ST_REASON_SHIFT 8
+#define ST_REASON_BITS 5
+#define ST_REASON_MASK (((1u << ST_REASON_BITS) - 1) << ST_REASON_SHIFT)
+#define ST_SIGNO_SHIFT 13
+#define ST_SIGNO_BITS 7
+#define ST_SIGNO_MASK (((1u << ST_SIGNO_BITS) - 1) << ST_SIGNO_SHIFT)
+#define ST_GEN_SHIFT 20
 #define REF_ONE ((uint64_t)1 << 32)
+
+_Static_assert(ST_ORIGIN_HELD < (1u << ST_REASON_SHIFT),
+	       "flags below the reason");
+_Static_assert(ST_REASON_SHIFT + ST_REASON_BITS == ST_SIGNO_SHIFT,
+	       "reason, then signal");
+_Static_assert(ST_SIGNO_SHIFT + ST_SIGNO_BITS == ST_GEN_SHIFT,
+	       "signal, then generation");
+_Static_assert(ST_GEN_SHIFT + 12 == 32, "the generation fills the state");
+_Static_assert(CFD_GEN_MASK == (1u << (32 - ST_GEN_SHIFT)) - 1,
+	       "a generation fits its field");
+#define REASON_LAST CFD_REASON_ALL_OF /* the highest reason there is */
+_Static_assert(REASON_LAST < (1u << ST_REASON_BITS), "reasons fit");
+_Static_assert(_NSIG <= (1u << ST_SIGNO_BITS), "signal numbers fit");
 
 struct cfd_token {
 	_Atomic uint64_t word; /* state and reference count, see above */
@@ -164,6 +187,16 @@ static inline const char *token_name_ptr(const struct cfd_token *t)
 static inline uint32_t token_state(const struct cfd_token *t)
 {
 	return (uint32_t)atomic_load_explicit(&t->word, memory_order_acquire);
+}
+
+static inline unsigned token_reason(const struct cfd_token *t)
+{
+	return (token_state(t) & ST_REASON_MASK) >> ST_REASON_SHIFT;
+}
+
+static inline unsigned token_signo(const struct cfd_token *t)
+{
+	return (token_state(t) & ST_SIGNO_MASK) >> ST_SIGNO_SHIFT;
 }
 
 /* -ECHILD when the token was made in another process, else 0. */
@@ -246,27 +279,24 @@ int64_t cfd_now_coarse(void);
 struct cfd_token *token_alloc(const char *name, size_t name_len,
 			      const char *name2, size_t nparents);
 bool token_try_ref(struct cfd_token *t);
-void token_write_fd_slow(int fd);
+void token_fd_write(struct cfd_token *t);
+/* The origin of a triggered token: published right after the winning
+ * compare-and-swap, so a reader that saw the flag may wait a moment for
+ * it.  NULL while the token is pending. */
+struct cfd_token *token_origin_wait(const struct cfd_token *t);
 
-/* Make the token's fd (if it has one) readable: the trigger's only
- * system call, and only for tokens somebody asked an fd of. */
-static inline void token_write_fd(struct cfd_token *t)
-{
-	int fd = atomic_load_explicit(&t->fd, memory_order_acquire);
-
-	if (fd >= 0)
-		token_write_fd_slow(fd);
-}
 /*
- * Flip a token to triggered.  Returns 0 if it already was, else
+ * Win the trigger of t: the one compare-and-swap that flips it, recording
+ * the reason and signal.  Returns 0 if t had triggered already, else
  * ST_TRIGGERED, plus ST_LOCKED when want_lock asked for the token's lock
- * and it was free, in which case it was taken in the same step.  The
- * winner then publishes the origin (time and message first) and owns the
- * fan-out.  Async-signal-safe without want_lock: a compare-and-swap and, if
- * someone sleeps in cfd_token_wait(), a futex wake.
+ * and it was free (it was taken in the same step), plus ST_HAS_FD when the
+ * fd was published (token_publish() writes it).  The winner then records
+ * the cause (on an origin: time, message) and publishes.  Async-signal-
+ * safe without want_lock: a compare-and-swap and, if someone sleeps in
+ * cfd_token_wait(), a futex wake.
  */
-static inline uint32_t token_set_triggered(struct cfd_token *t, unsigned reason,
-					   unsigned signo, bool want_lock)
+static inline uint32_t token_win(struct cfd_token *t, unsigned reason,
+				 unsigned signo, bool want_lock)
 {
 	uint64_t w = atomic_load_explicit(&t->word, memory_order_relaxed);
 	uint64_t add = ST_TRIGGERED | ((uint64_t)reason << ST_REASON_SHIFT) |
@@ -283,7 +313,21 @@ static inline uint32_t token_set_triggered(struct cfd_token *t, unsigned reason,
 	if (w & ST_WAITERS)
 		cfd_futex(token_futex_word(t), FUTEX_WAKE_BITSET_PRIVATE,
 			  INT_MAX, NULL, FUTEX_FOR_TRIGGER);
-	return ST_TRIGGERED | (uint32_t)lock;
+	return ST_TRIGGERED | (uint32_t)lock | ((uint32_t)w & ST_HAS_FD);
+}
+
+/*
+ * The winner's publication, in the order readers rely on: the origin
+ * (release: a reader that sees it sees the cause an origin recorded
+ * before), then the fd, the trigger's only system call, and only for
+ * tokens somebody asked an fd of.  won is token_win()'s.
+ */
+static inline void token_publish(struct cfd_token *t, struct cfd_token *origin,
+				 uint32_t won)
+{
+	atomic_store_explicit(&t->origin, origin, memory_order_release);
+	if (won & ST_HAS_FD)
+		token_fd_write(t);
 }
 
 /*
@@ -311,12 +355,22 @@ void fanout_run(struct fanout *f, struct cfd_token *start, bool locked);
 void token_release_links(struct cfd_token *t, struct cfd_token **free_list);
 
 /* callback.c */
+/* What a registration is for: callback.c serves them all; a layer finds
+ * its own on a token by its kind. */
+enum reg_kind {
+	REG_CALLBACK,	   /* cfd_token_on_trigger() */
+	REG_SOURCE,	   /* a source's end (source.c) */
+	REG_EXPORT_PIPE,   /* the pipe of the token's watch-only exports */
+	REG_EXPORT_SHARED, /* the fd source that watches a shared export */
+};
+
 struct cfd_registration {
 	struct listener node; /* owner = token | LISTENER_REG */
 	cfd_callback_fn fn;
 	void *userdata;
 	_Atomic uint32_t state;
-	uint32_t flags;			/* fixed at registration */
+	uint16_t flags;			/* fixed at registration */
+	uint8_t kind;			/* enum reg_kind */
 	bool queue_ref;			/* the fan-out took a token reference */
 	const void *_Atomic running_in; /* thread running fn */
 	struct cfd_registration *run_next;
@@ -346,11 +400,22 @@ int listener_add(struct cfd_token *t, struct listener *n, uint64_t add);
 void registration_queue(struct fanout *f, struct cfd_registration *reg);
 void callbacks_run(struct cfd_registration *list);
 void registration_release_listed(struct cfd_registration *reg);
-/* Register an internal callback (sources, export). Same returns as
- * cfd_token_on_trigger(); the registration is caller-allocated. */
+/* Register an internal callback (sources, export): caller-allocated,
+ * weak (it holds no reference to t).  Returns 0, or 1 when t has
+ * triggered already (nothing registered).  Its on_release and on_done
+ * hooks are set by the caller. */
 int registration_add(struct cfd_registration *reg, struct cfd_token *t,
-		     cfd_callback_fn fn, void *userdata);
-/* Wait-free for the caller's own thread; waits for other threads. */
+		     enum reg_kind kind, cfd_callback_fn fn, void *userdata);
+/* The first internal registration of that kind on t, under t's lock. */
+struct cfd_registration *registration_find_locked(struct cfd_token *t,
+						  enum reg_kind kind);
+/*
+ * Take an internal registration off its token for good: on return its
+ * callback is not running (unless in this very thread) and never will.
+ * The caller must hold a reference to the token: a weak registration's
+ * token may be freed at any moment otherwise (a layer pins it with
+ * token_try_ref() under the lock that its on_release hook takes).
+ */
 void registration_remove(struct cfd_registration *reg);
 
 #endif /* CFD_INTERNAL_H */

@@ -207,7 +207,8 @@ static int source_add(struct cfd_source **ret, struct cfd_token *tok,
 	source_ref(src); /* the registration's */
 	src->reg.on_release = source_token_released;
 	src->reg.on_done = source_registration_done;
-	if (registration_add(&src->reg, tok, source_token_triggered, src)) {
+	if (registration_add(&src->reg, tok, REG_SOURCE, source_token_triggered,
+			     src)) {
 		/* The token triggered meanwhile: no source needed. */
 		source_detach(src);
 		source_unref(src); /* the registration's */
@@ -388,6 +389,8 @@ CFD_EXPORT int cfd_source_add_signals(struct cfd_source **ret,
 	sigset_t set, blocked;
 	int r = check_signals(signals, n, &set);
 
+	if (r == 0 && !tok)
+		r = -EINVAL;
 	if (r < 0)
 		return r;
 	/* A signal not blocked would be delivered, not read: its default
@@ -451,13 +454,32 @@ CFD_EXPORT int cfd_source_add_fd(struct cfd_source **ret, struct cfd_token *tok,
 
 /* ---- freeing ---- */
 
+/*
+ * Free a source at any time, from any thread: before or after it fired,
+ * before, after or while its token is freed.  The source's registration
+ * is taken off the token only with the token pinned: the pointer to it is
+ * cleared under w->lock by the token's release (source_token_released())
+ * before the token's memory goes, so that a pin taken under w->lock is
+ * safe; a token found dying is left to finish its release, which ends the
+ * registration itself.
+ */
 CFD_EXPORT struct cfd_source *cfd_source_free(struct cfd_source *src)
 {
+	struct cfd_token *tok;
+
 	if (!src || watcher_check(src->w) < 0)
 		return NULL;
-	registration_remove(&src->reg);
+	pthread_mutex_lock(&src->w->lock);
+	tok = src->tok;
+	if (tok && !token_try_ref(tok))
+		tok = NULL;
+	pthread_mutex_unlock(&src->w->lock);
+	if (tok)
+		registration_remove(&src->reg);
 	source_detach(src);
 	source_wait_idle(src);
+	if (tok)
+		cfd_token_unref(tok);
 	source_unref(src);
 	return NULL;
 }

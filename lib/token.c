@@ -215,14 +215,12 @@ static void token_release(struct cfd_token *t)
 
 	t->work_next = NULL;
 	while ((t = pending)) {
-		int fd;
-
 		pending = t->work_next;
 		token_release_links(t, &pending);
 		token_release_listeners(t);
-		fd = atomic_load_explicit(&t->fd, memory_order_relaxed);
-		if (fd >= 0)
-			close(fd);
+		if (token_state(t) & ST_HAS_FD)
+			close(
+			    atomic_load_explicit(&t->fd, memory_order_relaxed));
 		if (t->message)
 			free(t->message);
 		if (token_state(t) & ST_ORIGIN_HELD) {
@@ -267,28 +265,16 @@ CFD_EXPORT const char *cfd_token_name(const struct cfd_token *tok)
 
 /* ---- trigger ---- */
 
-void token_write_fd_slow(int fd)
+void token_fd_write(struct cfd_token *t)
 {
 	uint64_t one = 1;
 
 	/* The counter only needs to be non-zero; a full counter (EAGAIN)
 	 * is readable already. */
-	if (write(fd, &one, sizeof(one)) < 0) {
+	if (write(atomic_load_explicit(&t->fd, memory_order_relaxed), &one,
+		  sizeof(one)) < 0) {
 		/* nothing to do */
 	}
-}
-
-/* The winner's part, once its cause is set: publish the origin (which
- * readers of the cause wait for), wake the fd, fan out. */
-static void token_fired(struct cfd_token *t, struct cfd_token *origin,
-			uint32_t won)
-{
-	struct fanout f;
-
-	atomic_store_explicit(&t->origin, origin, memory_order_release);
-	token_write_fd(t);
-	fanout_init(&f);
-	fanout_run(&f, t, won & ST_LOCKED);
 }
 
 int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
@@ -297,7 +283,8 @@ int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
 	/* A token with listeners is walked under its lock: take the lock in
 	 * the trigger's own compare-and-swap when it looks worth it. */
 	bool busy = atomic_load_explicit(&t->listeners, memory_order_relaxed);
-	uint32_t won = token_set_triggered(t, reason, signo, busy);
+	uint32_t won = token_win(t, reason, signo, busy);
+	struct fanout f;
 
 	if (!won) {
 		free(message);
@@ -305,7 +292,9 @@ int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
 	}
 	t->time = cfd_now_coarse();
 	t->message = message;
-	token_fired(t, t, won);
+	token_publish(t, t, won);
+	fanout_init(&f);
+	fanout_run(&f, t, won & ST_LOCKED);
 	return 1;
 }
 
@@ -313,18 +302,19 @@ int token_trigger_from(struct cfd_token *t, struct cfd_token *from)
 {
 	struct cfd_token *o = cfd_token_origin(from);
 	bool busy = atomic_load_explicit(&t->listeners, memory_order_relaxed);
+	struct fanout f;
 	uint32_t won;
 
 	if (!o)
 		return token_trigger(t, CFD_REASON_MANUAL, 0, NULL);
-	won = token_set_triggered(
-	    t, CFD_REASON_PARENT,
-	    (token_state(o) & ST_SIGNO_MASK) >> ST_SIGNO_SHIFT, busy);
+	won = token_win(t, CFD_REASON_PARENT, token_signo(o), busy);
 	if (!won)
 		return 0;
 	cfd_token_ref(o);
 	atomic_fetch_or(&t->word, (uint64_t)ST_ORIGIN_HELD);
-	token_fired(t, o, won);
+	token_publish(t, o, won);
+	fanout_init(&f);
+	fanout_run(&f, t, won & ST_LOCKED);
 	return 1;
 }
 
@@ -428,6 +418,30 @@ CFD_EXPORT int cfd_token_wait(struct cfd_token *tok, int64_t timeout_ns)
 	}
 }
 
+/*
+ * Publish fd, made under the lock: write it if the token has triggered,
+ * then set HAS_FD and release the lock in one compare-and-swap, so that
+ * nobody sees it published unwritten (see "The fd" in internal.h).
+ */
+static void token_fd_publish(struct cfd_token *t, int fd, bool written)
+{
+	uint64_t w = atomic_load_explicit(&t->word, memory_order_relaxed);
+	uint64_t new;
+
+	atomic_store_explicit(&t->fd, fd, memory_order_relaxed);
+	do {
+		if ((w & ST_TRIGGERED) && !written) {
+			token_fd_write(t);
+			written = true;
+		}
+		new =
+		    (w | ST_HAS_FD) & ~(uint64_t)(ST_LOCKED | ST_LOCK_WAITERS);
+	} while (!atomic_compare_exchange_weak_explicit(
+	    &t->word, &w, new, memory_order_release, memory_order_relaxed));
+	if (w & ST_LOCK_WAITERS)
+		token_wake_lock_waiter(t);
+}
+
 CFD_EXPORT int cfd_token_fd(struct cfd_token *tok)
 {
 	bool was;
@@ -436,15 +450,14 @@ CFD_EXPORT int cfd_token_fd(struct cfd_token *tok)
 	r = token_validate(tok);
 	if (r < 0)
 		return r;
-	fd = atomic_load_explicit(&tok->fd, memory_order_acquire);
-	if (fd >= 0)
-		return fd;
+	if (token_state(tok) & ST_HAS_FD)
+		return atomic_load_explicit(&tok->fd, memory_order_relaxed);
 	token_lock(tok);
-	fd = atomic_load_explicit(&tok->fd, memory_order_relaxed);
-	if (fd >= 0) {
+	if (token_state(tok) & ST_HAS_FD) {
 		token_unlock(tok);
-		return fd;
+		return atomic_load_explicit(&tok->fd, memory_order_relaxed);
 	}
+	/* Born readable if the token has triggered: no write needed. */
 	was = token_state(tok) & ST_TRIGGERED;
 	fd = eventfd(was ? 1 : 0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (fd < 0) {
@@ -452,21 +465,13 @@ CFD_EXPORT int cfd_token_fd(struct cfd_token *tok)
 		token_unlock(tok);
 		return r;
 	}
-	/* Release: a thread that finds the fd uses it after its creation. */
-	atomic_store_explicit(&tok->fd, fd, memory_order_release);
-	/* A trigger that came while we held the lock may have missed the
-	 * fd: the unlock tells.  One that comes later reads the word the
-	 * unlock released, so it sees the fd and writes it. */
-	if ((token_unlock(tok) & ST_TRIGGERED) && !was)
-		token_write_fd(tok);
+	token_fd_publish(tok, fd, was);
 	return fd;
 }
 
 /* ---- the cause ---- */
 
-/* The origin is published right after the winning compare-and-swap; a
- * reader that sees the flag may have to wait a moment for it. */
-static struct cfd_token *token_origin_wait(const struct cfd_token *t)
+struct cfd_token *token_origin_wait(const struct cfd_token *t)
 {
 	struct cfd_token *o;
 
@@ -479,16 +484,14 @@ static struct cfd_token *token_origin_wait(const struct cfd_token *t)
 
 CFD_EXPORT int cfd_token_reason(const struct cfd_token *tok)
 {
-	uint32_t s;
 	int r;
 
 	r = token_validate(tok);
 	if (r < 0)
 		return r;
-	s = token_state(tok);
-	if (!(s & ST_TRIGGERED))
+	if (!(token_state(tok) & ST_TRIGGERED))
 		return CFD_REASON_NONE;
-	return (int)((s & ST_REASON_MASK) >> ST_REASON_SHIFT);
+	return (int)token_reason(tok);
 }
 
 CFD_EXPORT struct cfd_token *cfd_token_origin(const struct cfd_token *tok)
@@ -515,7 +518,7 @@ CFD_EXPORT int cfd_token_signal(const struct cfd_token *tok)
 	r = token_validate(tok);
 	if (r < 0)
 		return r;
-	return (int)((token_state(tok) & ST_SIGNO_MASK) >> ST_SIGNO_SHIFT);
+	return (int)token_signo(tok);
 }
 
 CFD_EXPORT int64_t cfd_token_trigger_time(const struct cfd_token *tok)
@@ -543,8 +546,10 @@ CFD_EXPORT const char *cfd_reason_name(int reason)
 		[CFD_REASON_ALL_OF] = "all-of",
 	};
 
-	if (reason < 0 || (size_t)reason >= sizeof(names) / sizeof(names[0]))
-		return NULL;
+	/* Total: a reason from a newer library, or garbage, still prints. */
+	if (reason < 0 || (size_t)reason >= sizeof(names) / sizeof(names[0]) ||
+	    !names[reason])
+		return "unknown";
 	return names[reason];
 }
 

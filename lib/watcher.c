@@ -748,6 +748,7 @@ CFD_EXPORT int cfd_token_trigger_async_safe(struct cfd_token *tok,
 	int saved_errno = errno;
 	struct cfd_token *head;
 	uint64_t one = 1;
+	uint32_t won;
 
 	if (!tok || signo < 0 || signo >= _NSIG)
 		return -EINVAL;
@@ -760,13 +761,12 @@ CFD_EXPORT int cfd_token_trigger_async_safe(struct cfd_token *tok,
 	}
 	if (watcher_check(w) < 0)
 		return -ECHILD;
-	if (!token_set_triggered(tok,
-				 signo ? CFD_REASON_SIGNAL : CFD_REASON_MANUAL,
-				 (unsigned)signo, false))
+	won = token_win(tok, signo ? CFD_REASON_SIGNAL : CFD_REASON_MANUAL,
+			(unsigned)signo, false);
+	if (!won)
 		return 0;
 	tok->time = cfd_now_coarse(); /* async-signal-safe */
-	atomic_store_explicit(&tok->origin, tok, memory_order_release);
-	token_write_fd(tok);
+	token_publish(tok, tok, won);
 	/* The fan-out and the callbacks need locks: hand them to the
 	 * watcher, holding the token until it is done. */
 	atomic_fetch_add_explicit(&tok->word, REF_ONE, memory_order_relaxed);

@@ -224,6 +224,71 @@ START_TEST(test_fd_and_wait_race_trigger)
 }
 END_TEST
 
+/*
+ * This thread triggers a token while another makes its fd: once the
+ * trigger returned, an fd this thread asks for is readable at once,
+ * whoever made it and when (it was not, for a few microseconds, in about
+ * 2 of 1,000 rounds before the fix: the maker had published the fd and not
+ * yet written it).  Also for a child triggered by the fan-out.
+ */
+struct fd_maker {
+	struct cfd_token *_Atomic tok;
+	atomic_int go, done, quit;
+};
+
+static void *fd_maker_main(void *arg)
+{
+	struct fd_maker *m = arg;
+
+	for (int seen = 0;;) {
+		int g;
+
+		while ((g = atomic_load(&m->go)) == seen) {
+			if (atomic_load(&m->quit))
+				return NULL;
+			sched_yield();
+		}
+		seen = g;
+		cfd_token_fd(atomic_load(&m->tok));
+		atomic_store(&m->done, g);
+	}
+}
+
+START_TEST(test_fd_readable_once_trigger_returned)
+{
+	int rounds = T_TSAN ? 5000 : 100000;
+	struct fd_maker m = { 0 };
+	unsigned seed = 11;
+	pthread_t th;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, fd_maker_main, &m), 0);
+	for (int i = 1; i <= rounds; i++) {
+		struct cfd_token *root = t_new_token("root");
+		struct cfd_token *child = t_new_child(root, "child");
+		struct cfd_token *made = (i & 1) ? root : child;
+		int fd;
+
+		atomic_store(&m.tok, made);
+		atomic_store(&m.go, i);
+		for (volatile int k = rand_r(&seed) % 2000; k > 0; k--)
+			;
+		ck_assert_int_eq(cfd_token_trigger(root), 1);
+		fd = cfd_token_fd(made);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_msg(t_fd_readable(fd, 0),
+			      "round %d: the %s's fd is not readable after the "
+			      "trigger returned",
+			      i, made == root ? "token" : "child");
+		while (atomic_load(&m.done) != i)
+			sched_yield();
+		cfd_token_unref(child);
+		cfd_token_unref(root);
+	}
+	atomic_store(&m.quit, 1);
+	pthread_join(th, NULL);
+}
+END_TEST
+
 /* ---- building the graph while the root triggers ---- */
 
 /* One callback's record: how often it ran, and whether it was freed. */
@@ -1140,6 +1205,7 @@ static Suite *concurrency_suite(void)
 	tc = t_tcase_timeout("trigger", 120);
 	tcase_add_test(tc, test_many_triggers_one_winner);
 	tcase_add_test(tc, test_fd_and_wait_race_trigger);
+	tcase_add_test(tc, test_fd_readable_once_trigger_returned);
 	tcase_add_test(tc, test_overlapping_subtrees);
 	tcase_add_test(tc, test_all_of_parents_at_once);
 	tcase_add_test(tc, test_refs_from_many_threads);

@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -403,6 +404,8 @@ START_TEST(test_signals_ebusy_until_blocked)
 	both = tw_sigset(SIGUSR1, SIGUSR2, 0);
 	ck_assert_int_eq(tw_add_signals(&src, tok, w, &usr2), -EBUSY);
 	ck_assert_int_eq(tw_add_signals(&src, tok, w, &both), -EBUSY);
+	/* bad arguments come first: a NULL token is -EINVAL */
+	ck_assert_int_eq(tw_add_signals(&src, NULL, w, &usr2), -EINVAL);
 	ck_assert_ptr_eq(src, SENTINEL);
 	ck_assert_int_eq(tw_block(&usr2), 0);
 	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, NULL, &mask), 0);
@@ -1514,6 +1517,183 @@ END_TEST
  * called the registration's on_release but left the registration in state
  * LISTED, so registration_remove() locks the freed token and unlinks a
  * node whose pprev is NULL (SEGV in listener_unlink). */
+/* ======================================================================
+ * lifetime races: source free, token unref and fire, in any order and in
+ * any pair of threads
+ * ==================================================================== */
+
+enum { LT_TIMEOUT, LT_CONDITION, LT_FD, NLT_KINDS };
+
+struct lt_round {
+	struct cfd_token *_Atomic tok;
+	struct cfd_source *_Atomic src;
+	atomic_int go, done, quit;
+	unsigned seed;
+};
+
+static bool lt_cond(struct cfd_token *tok, void *userdata)
+{
+	(void)tok;
+	return (uintptr_t)userdata & 1;
+}
+
+static void lt_spin(unsigned *seed, int max)
+{
+	for (volatile int k = rand_r(seed) % max; k > 0; k--)
+		;
+}
+
+/* The other thread: frees the source, after a random moment. */
+static void *lt_freer(void *arg)
+{
+	struct lt_round *r = arg;
+	unsigned seed = r->seed + 1;
+
+	for (int seen = 0;;) {
+		int g;
+
+		while ((g = atomic_load(&r->go)) == seen) {
+			if (atomic_load(&r->quit))
+				return NULL;
+			sched_yield();
+		}
+		seen = g;
+		lt_spin(&seed, 300);
+		cfd_source_free(atomic_load(&r->src));
+		atomic_store(&r->done, g);
+	}
+}
+
+/*
+ * Each round: a token and a source on it; this thread drops the last
+ * reference to the token while another frees the source, and (with
+ * short times) the watcher's thread fires it, so each of the three comes
+ * first, last, or at the same moment as another.  Kinds: timeout,
+ * condition, fd.  Watchers: the default one, an own thread, and one this
+ * thread dispatches (the fire then races from this thread).  Before the
+ * fix a freed token was locked through the source's registration (use
+ * after free in listener_unlink, token_lock_slow, source_detach).
+ */
+START_TEST(test_source_free_races_token_unref)
+{
+	int kind = _i % NLT_KINDS, wkind = _i / NLT_KINDS;
+	int rounds = T_TSAN ? 300 : T_ASAN ? 1000 : 3000;
+	struct lt_round r = { .seed = (unsigned)_i * 7919 };
+	struct cfd_watcher *w = NULL;
+	pthread_t th;
+	int efd;
+
+	if (wkind == 1) {
+		w = new_watcher();
+		ck_assert_int_eq(cfd_watcher_start(w), 0);
+	} else if (wkind == 2) {
+		w = new_watcher();
+	}
+	efd = eventfd(0, EFD_CLOEXEC);
+	ck_assert_int_ge(efd, 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, lt_freer, &r), 0);
+	for (int i = 1; i <= rounds; i++) {
+		struct cfd_token *tok = t_new_token("t");
+		struct cfd_source *src = NULL;
+		bool soon = rand_r(&r.seed) & 1;
+		int e = 0;
+
+		switch (kind) {
+		case LT_TIMEOUT:
+			e = cfd_source_add_timeout(
+			    &src, tok, w,
+			    soon ? rand_r(&r.seed) % 20000 : CFD_SEC(100));
+			break;
+		case LT_CONDITION:
+			e = cfd_source_add_condition(&src, tok, w, lt_cond,
+						     (void *)(uintptr_t)soon,
+						     CFD_USEC(5));
+			break;
+		case LT_FD:
+			e = cfd_source_add_fd(&src, tok, w, efd);
+			break;
+		}
+		ck_assert_int_eq(e, 0);
+		atomic_store(&r.src, src);
+		atomic_store(&r.go, i);
+		if (kind == LT_FD && soon)
+			eventfd_write(efd, 1);
+		if (wkind == 2)
+			cfd_watcher_dispatch(w);
+		lt_spin(&r.seed, 300);
+		cfd_token_unref(tok);
+		while (atomic_load(&r.done) != i)
+			if (wkind != 2 || cfd_watcher_dispatch(w) == 0)
+				sched_yield();
+		if (kind == LT_FD && soon) {
+			eventfd_t v;
+
+			eventfd_read(efd, &v);
+		}
+	}
+	atomic_store(&r.quit, 1);
+	pthread_join(th, NULL);
+	close(efd);
+	cfd_watcher_unref(w);
+}
+END_TEST
+
+/* The watcher's own reference is the last: the token's other reference
+ * goes in its own trigger's callback, while the fire still holds the
+ * token, and the source is freed from a third thread meanwhile. */
+struct drop_round {
+	struct cfd_token *tok;
+	atomic_int ran;
+};
+
+static void drop_in_callback(struct cfd_token *tok, void *userdata)
+{
+	struct drop_round *d = userdata;
+
+	(void)tok;
+	atomic_store(&d->ran, 1);
+	cfd_token_unref(d->tok);
+}
+
+START_TEST(test_fire_drops_last_reference_while_freed)
+{
+	int rounds = T_TSAN ? 300 : T_ASAN ? 1000 : 3000;
+	struct lt_round r = { .seed = 99 };
+	struct cfd_watcher *w = new_watcher();
+	pthread_t th;
+
+	ck_assert_int_eq(cfd_watcher_start(w), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, lt_freer, &r), 0);
+	for (int i = 1; i <= rounds; i++) {
+		struct drop_round d = { .tok = t_new_token("t") };
+		struct cfd_source *src = NULL;
+
+		/* one reference, the callback's: dropped in the trigger */
+		ck_assert_int_eq(
+		    cfd_token_on_trigger(NULL, d.tok, drop_in_callback, &d, 0),
+		    0);
+		cfd_token_ref(d.tok); /* this thread's, for the add */
+		ck_assert_int_eq(cfd_source_add_timeout(&src, d.tok, w,
+							rand_r(&r.seed) % 5000),
+				 0);
+		atomic_store(&r.src, src);
+		atomic_store(&r.go, i);
+		cfd_token_unref(d.tok);
+		while (atomic_load(&r.done) != i)
+			sched_yield();
+		/* Freed before it fired: it never will, and the token is
+		 * alive with the callback's reference alone. */
+		if (!atomic_load(&d.ran))
+			cfd_token_trigger(d.tok);
+		ck_assert(atomic_load(&d.ran));
+	}
+	atomic_store(&r.quit, 1);
+	pthread_join(th, NULL);
+	tw_quiesce(w);
+	cfd_watcher_unref(w);
+}
+END_TEST
+
 START_TEST(test_regression_free_after_token_freed)
 {
 	struct cfd_watcher *w = new_watcher();
@@ -1931,6 +2111,18 @@ static Suite *source_suite(void)
 
 	tc = t_tcase("limits");
 	tcase_add_test(tc, test_emfile);
+	suite_add_tcase(s, tc);
+
+	tc = t_tcase_timeout("lifetime races", 300);
+	tcase_add_loop_test(tc, test_source_free_races_token_unref, NLT_KINDS,
+			    3 * NLT_KINDS);
+	tcase_add_test(tc, test_fire_drops_last_reference_while_freed);
+	suite_add_tcase(s, tc);
+
+	tc = tw_tcase_default("lifetime races, default watcher");
+	tcase_set_timeout(tc, 300);
+	tcase_add_loop_test(tc, test_source_free_races_token_unref, 0,
+			    NLT_KINDS);
 	suite_add_tcase(s, tc);
 
 	tc = t_tcase_timeout("regressions", 10);

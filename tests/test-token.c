@@ -354,10 +354,11 @@ START_TEST(test_reason_names)
 	ck_assert_str_eq(cfd_reason_name(CFD_REASON_ALL_OF), "all-of");
 	for (int i = 0; i < 8; i++)
 		ck_assert_str_eq(cfd_reason_name(i), want[i]);
-	ck_assert_ptr_null(cfd_reason_name(-1));
-	ck_assert_ptr_null(cfd_reason_name(8));
-	ck_assert_ptr_null(cfd_reason_name(INT_MAX));
-	ck_assert_ptr_null(cfd_reason_name(INT_MIN));
+	/* total: never NULL, a printf("%s") stays safe */
+	ck_assert_str_eq(cfd_reason_name(-1), "unknown");
+	ck_assert_str_eq(cfd_reason_name(8), "unknown");
+	ck_assert_str_eq(cfd_reason_name(INT_MAX), "unknown");
+	ck_assert_str_eq(cfd_reason_name(INT_MIN), "unknown");
 }
 END_TEST
 
