@@ -353,7 +353,10 @@ static void say_cause(struct run *r)
 
 /* The signal COMMAND gets for a cause: a received signal as itself (ALRM
  * stands for the timeout, as in timeout(1)); the -s signal for the timeout
- * and the parent token. */
+ * and the parent token.  (Once the library passes the cause down CANCELFD,
+ * a runner cancelled by its parent can pass on the signal that cancelled
+ * the outermost one, as nested timeout(1)s do, whatever the order in which
+ * the signal and the cancel reach it.) */
 static int signal_for(struct run *r, const struct cause *c)
 {
 	if (c->kind == CAUSE_SIGNAL && c->signo != SIGALRM)
