@@ -9,7 +9,9 @@
 #define _GNU_SOURCE
 #include <cancelfd.h>
 #include <errno.h>
+#ifdef CFD_HAVE_URING
 #include <liburing.h>
+#endif
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -765,6 +767,7 @@ START_TEST(test_loop_poll)
 }
 END_TEST
 
+#ifdef CFD_HAVE_URING
 static void uring_poll(struct io_uring *ring, int fd, uint64_t ud)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
@@ -812,6 +815,7 @@ START_TEST(test_loop_io_uring)
 	case_finish(&c);
 }
 END_TEST
+#endif
 
 #ifdef CFD_HAVE_LIBUV
 /* libuv keeps a process-wide pipe from its first loop on: make it before
@@ -1107,7 +1111,9 @@ static Suite *watcher_suite(void)
 	tc = t_tcase("loops");
 	tcase_add_test(tc, test_loop_epoll);
 	tcase_add_test(tc, test_loop_poll);
+#ifdef CFD_HAVE_URING
 	tcase_add_test(tc, test_loop_io_uring);
+#endif
 	tcase_add_test(tc, test_loop_own_thread);
 	suite_add_tcase(s, tc);
 #ifdef CFD_HAVE_LIBUV
