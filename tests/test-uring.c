@@ -361,8 +361,8 @@ START_TEST(test_complete_with_cancel_race)
 		if (round & 1) /* all mode: two reads can never complete */
 			ck_assert_int_eq(r, CFD_BY_TOKEN);
 		else
-			ck_assert_int_eq(r, completed ? CFD_BY_OP
-						      : CFD_BY_TOKEN);
+			ck_assert_int_eq(r,
+					 completed ? CFD_BY_OP : CFD_BY_TOKEN);
 		if (r == CFD_BY_TOKEN)
 			ck_assert_int_eq(wr.reason, CFD_REASON_MANUAL);
 		for (int i = 0; i < 4; i++)

@@ -266,6 +266,45 @@ START_TEST(test_start_stop)
 }
 END_TEST
 
+/* Start and stop while another thread calls cfd_watcher_dispatch() all
+ * along (it gets -EBUSY while the thread runs).  Before the fix, a dispatch
+ * during the stop drained the doorbell meant to wake the thread, and the
+ * stop waited for it for ever (the test's timeout would say so). */
+struct stop_race {
+	struct cfd_watcher *w;
+	atomic_int quit, bad;
+};
+
+static void *dispatch_all_along(void *arg)
+{
+	struct stop_race *r = arg;
+
+	while (!atomic_load_explicit(&r->quit, memory_order_relaxed)) {
+		int d = cfd_watcher_dispatch(r->w);
+
+		if (d < 0 && d != -EBUSY)
+			atomic_store(&r->bad, d);
+	}
+	return NULL;
+}
+
+START_TEST(test_stop_while_dispatching)
+{
+	struct stop_race r = { .w = new_watcher() };
+	pthread_t th;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, dispatch_all_along, &r), 0);
+	for (int i = 0; i < (T_TSAN ? 2000 : 20000); i++) {
+		ck_assert_int_eq(cfd_watcher_start(r.w), 0);
+		ck_assert_int_eq(cfd_watcher_stop(r.w), 0);
+	}
+	atomic_store(&r.quit, 1);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(atomic_load(&r.bad), 0);
+	cfd_watcher_unref(r.w);
+}
+END_TEST
+
 /* From a callback on the watcher's own thread: stop cannot join itself
  * (-EDEADLK), dispatch would recurse (-EDEADLK), start is -EALREADY. */
 START_TEST(test_own_thread_calls)
@@ -1085,6 +1124,7 @@ static Suite *watcher_suite(void)
 
 	tc = t_tcase("thread");
 	tcase_add_test(tc, test_start_stop);
+	tcase_add_test(tc, test_stop_while_dispatching);
 	tcase_add_test(tc, test_own_thread_calls);
 	tcase_add_test(tc, test_last_unref_on_own_thread);
 	suite_add_tcase(s, tc);
