@@ -288,11 +288,20 @@ CFD_EXPORT int cfd_watcher_dispatch(struct cfd_watcher *w)
 
 /* ---- the own thread ---- */
 
+/*
+ * The own thread is the watcher's only dispatcher for its whole life: it
+ * holds the dispatch lock throughout, so that no cfd_watcher_dispatch()
+ * in another thread can take an event from under it (the doorbell that is
+ * to stop it, above all).  One that held the lock when the thread started
+ * may have taken that doorbell already: the thread looks at the stop flag
+ * once it holds the lock, before it first sleeps.
+ */
 static void *watcher_thread(void *arg)
 {
 	struct cfd_watcher *w = arg;
 
 	atomic_store(&w->thread_marker, watcher_thread_id());
+	pthread_mutex_lock(&w->dispatch_lock);
 	atomic_store(&w->dispatcher, watcher_thread_id());
 	while (!atomic_load(&w->stop)) {
 		struct epoll_event ev[64];
@@ -300,12 +309,10 @@ static void *watcher_thread(void *arg)
 
 		if (n < 0)
 			break;
-		/* Sleep outside the dispatch lock, dispatch under it. */
-		pthread_mutex_lock(&w->dispatch_lock);
 		dispatch_events(w, ev, n);
-		pthread_mutex_unlock(&w->dispatch_lock);
 	}
 	atomic_store(&w->dispatcher, NULL);
+	pthread_mutex_unlock(&w->dispatch_lock);
 	if (atomic_load(&w->free_on_exit))
 		watcher_free(w); /* released from its own thread */
 	return NULL;
@@ -328,14 +335,16 @@ CFD_EXPORT int cfd_watcher_start(struct cfd_watcher *w)
 		return -EALREADY;
 	}
 	atomic_store(&w->stop, false);
+	/* Running from now: cfd_watcher_dispatch() says -EBUSY. */
+	atomic_store(&w->running, true);
 	/* Signals go to the signalfd, never to this thread: block them
 	 * before the thread exists, so it starts with them blocked. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	r = -pthread_create(&w->thread, NULL, watcher_thread, w);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r == 0)
-		atomic_store(&w->running, true);
+	if (r < 0)
+		atomic_store(&w->running, false);
 	pthread_mutex_unlock(&w->thread_lock);
 	return r;
 }
@@ -360,8 +369,6 @@ static void watcher_stop_thread(struct cfd_watcher *w, bool detach)
 	}
 	if (detach)
 		return;
-	/* Running until joined: a cfd_watcher_dispatch() meanwhile would
-	 * drain the doorbell that is to wake the thread. */
 	pthread_join(thread, NULL);
 	atomic_store(&w->running, false);
 }
