@@ -152,9 +152,12 @@ fz_fail(const char *file, int line, const char *fmt, ...)
 			FAIL(__VA_ARGS__); \
 	} while (0)
 
-/* A crash (or a sanitizer's report) shows the seed too: the handler writes
- * it and gives the signal back to whoever had it (a sanitizer, or the
- * default action); a fault re-executes and meets that handler. */
+/* A crash (or a sanitizer's report) shows the seed too.  Under a
+ * sanitizer, its death callback writes it after the report (the sanitizer
+ * handles faults itself, and a handler of ours in between costs the
+ * report its stack under TSan); otherwise the handler writes it and gives
+ * the signal back to the default action (a fault re-executes and meets
+ * it).  SIGABRT is ours in both cases. */
 static const int crash_signals[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT };
 static struct sigaction crash_old[5];
 
@@ -187,10 +190,13 @@ static void install_crash_handlers(void)
 	sa.sa_sigaction = crash_handler;
 	sa.sa_flags = SA_SIGINFO;
 	sigemptyset(&sa.sa_mask);
+	if (__sanitizer_set_death_callback) {
+		__sanitizer_set_death_callback(death_callback);
+		sigaction(SIGABRT, &sa, &crash_old[4]);
+		return;
+	}
 	for (size_t i = 0; i < 5; i++)
 		sigaction(crash_signals[i], &sa, &crash_old[i]);
-	if (__sanitizer_set_death_callback)
-		__sanitizer_set_death_callback(death_callback);
 }
 
 /* ---- randomness ---- */
@@ -344,6 +350,7 @@ struct frec {
 	size_t live_idx; /* under live_lock */
 	atomic_int winners;
 	atomic_bool done;	    /* a trigger of it is known complete */
+	atomic_int done_how;	    /* how the fuzzer knows: enum done_how */
 	atomic_bool shared_written; /* its eventfd written from outside */
 	atomic_int fd;
 	struct flink *link; /* an import's, or NULL */
@@ -500,8 +507,22 @@ static void rec_put(struct frec *r)
 	free(stack);
 }
 
-static void mark_done(struct frec *r)
+/* How a record came to be known done, for the reports. */
+enum done_how {
+	D_WON = 1,  /* its trigger call returned 1 */
+	D_CALLBACK, /* a callback of its trigger was called */
+	D_BORN,	    /* born under a parent whose trigger had completed */
+	D_ORIGIN,   /* its origin is an ancestor whose trigger completed */
+	D_WALKED,   /* a winner's walk reached it (its origin is the winner) */
+};
+static const char *const done_names[] = { "no",	  "won",    "callback",
+					  "born", "origin", "walked" };
+
+static void mark_done(struct frec *r, enum done_how how)
 {
+	int zero = 0;
+
+	atomic_compare_exchange_strong(&r->done_how, &zero, (int)how);
 	if (atomic_exchange(&r->done, true))
 		return;
 	pthread_mutex_lock(&r->lock);
@@ -534,7 +555,7 @@ static bool infer_done(struct frec *r)
 		if (a->tok == o) {
 			if (!atomic_load(&a->done))
 				return false;
-			mark_done(r);
+			mark_done(r, D_ORIGIN);
 			return true;
 		}
 		for (int i = 0; i < a->nparents && tail < 32; i++)
@@ -692,14 +713,31 @@ static void graph_check(struct frec *r)
 		else
 			need = need || d;
 	}
-	if (need)
-		atomic_fetch_add(&st_graph_checks, 1);
-	if (need)
-		CHECK(cfd_token_triggered(r->tok),
-		      "token %u (%s): pending, though %s parent's trigger "
-		      "has completed",
-		      r->id, kind_names[r->kind],
-		      r->kind == K_ALL ? "every" : "a");
+	if (!need)
+		return;
+	atomic_fetch_add(&st_graph_checks, 1);
+	if (!cfd_token_triggered(r->tok)) {
+		char why[600];
+		size_t n = 0;
+
+		for (int i = 0; i < r->nparents && n < sizeof(why) - 100; i++) {
+			struct frec *p = r->parents[i];
+			struct cfd_token *o = cfd_token_origin(p->tok);
+
+			n += (size_t)snprintf(
+			    why + n, sizeof(why) - n,
+			    "%s parent %u (%s, done: %s, reason %d, "
+			    "origin %s)",
+			    i ? ";" : "", p->id, kind_names[p->kind],
+			    done_names[atomic_load(&p->done_how)],
+			    cfd_token_reason(p->tok),
+			    o ? cfd_token_name(o) : "none");
+		}
+		FAIL("token %u (%s): pending, though %s parent's trigger has "
+		     "completed:%s",
+		     r->id, kind_names[r->kind],
+		     r->kind == K_ALL ? "every" : "a", why);
+	}
 }
 
 /* ---- the token table ---- */
@@ -1105,7 +1143,7 @@ static void do_trigger(struct rng *g, struct frec *r)
 			      m ? m : "(null)", msg);
 		else
 			CHECK(!m, "token %u: a message without one", r->id);
-		mark_done(r);
+		mark_done(r, D_WON);
 		fd_check_done(r, "after its trigger returned 1");
 		for (int i = 0; i < nsnap; i++) {
 			/* Not freed yet, so not freed before the trigger. */
@@ -1150,7 +1188,7 @@ static void do_trigger(struct rng *g, struct frec *r)
 			graph_check(k);
 			if (cfd_token_triggered(k->tok) &&
 			    cfd_token_origin(k->tok) == r->tok) {
-				mark_done(k);
+				mark_done(k, D_WALKED);
 				fd_check_done(k, "after its parent's trigger "
 						 "returned 1");
 			}
@@ -1274,7 +1312,7 @@ static void fz_cb(struct cfd_token *tok, void *ud)
 	      f->rec->id);
 	if (!inl) {
 		/* Run by a trigger, after its walk: complete. */
-		mark_done(f->rec);
+		mark_done(f->rec, D_CALLBACK);
 		fd_check_done(f->rec, "in a callback of its trigger");
 	}
 	cause_check(f->rec);
@@ -1611,7 +1649,7 @@ static void make_derived(struct rng *g, enum kind kind)
 		      "token %u (%s): made under parents whose trigger had "
 		      "completed, and pending",
 		      id, kind_names[kind]);
-		mark_done(r);
+		mark_done(r, D_BORN);
 		if (chance(g, 50))
 			fd_check_done(r, "born triggered");
 	}
