@@ -127,6 +127,8 @@ static void say(const char *s, size_t n)
 	}
 }
 
+static unsigned long ops_so_far(void);
+
 __attribute__((noreturn, format(printf, 3, 4))) static void
 fz_fail(const char *file, int line, const char *fmt, ...)
 {
@@ -140,6 +142,14 @@ fz_fail(const char *file, int line, const char *fmt, ...)
 	va_end(ap);
 	strcat(msg, "\n");
 	say(msg, strlen(msg));
+	if (fz_start_ns) {
+		n = snprintf(msg, sizeof(msg),
+			     "fuzz: after %lu operations, %.3f s into the "
+			     "run\n",
+			     ops_so_far(),
+			     (double)(t_now_ns() - fz_start_ns) / 1e9);
+		say(msg, (size_t)n);
+	}
 	if (!atomic_exchange(&fz_failed, true))
 		say(replay, replay_len);
 	abort();
@@ -290,6 +300,15 @@ struct fz_thread {
 };
 
 static struct fz_thread fz_threads[NTHREADS];
+
+static unsigned long ops_so_far(void)
+{
+	unsigned long n = 0;
+
+	for (int i = 0; i < NTHREADS; i++)
+		n += atomic_load(&fz_threads[i].ops);
+	return n;
+}
 static _Thread_local int cb_depth;	/* inside callbacks, nested */
 static _Thread_local void *registering; /* the userdata being registered */
 
