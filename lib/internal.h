@@ -163,8 +163,11 @@ struct cfd_token {
 	int64_t time;  /* meaningful on an origin only */
 	char *message; /* owned; meaningful on an origin only */
 	struct listener *_Atomic listeners;
-	/* Intrusive list used while this token waits to be walked by a
-	 * fan-out, or to be freed by an iterative release. */
+	/* The token's place on one of three lists, never on two at once:
+	 * a fan-out's stack (triggered, waiting to be walked: graph.c), a
+	 * watcher's async stack (triggered from a signal handler, waiting
+	 * for its fan-out: watcher.c), the release list (its count reached
+	 * zero: token.c).  Each list holds a reference, or is the release. */
 	struct cfd_token *work_next;
 	struct link links[]; /* followed by the name */
 };

@@ -103,6 +103,75 @@ int64_t cfd_now_coarse(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* ---- what hangs off a token: its listener list ---- */
+
+/*
+ * Child links and registrations, on a doubly linked list that the token's
+ * lock guards.  A trigger walks it under that lock (graph.c); children and
+ * registrations leave it in O(1) when they go.
+ */
+
+void listener_insert(struct cfd_token *t, struct listener *n)
+{
+	struct listener *head =
+	    atomic_load_explicit(&t->listeners, memory_order_relaxed);
+
+	atomic_store_explicit(&n->next, head, memory_order_relaxed);
+	atomic_store_explicit(&n->pprev, &t->listeners, memory_order_relaxed);
+	if (head)
+		atomic_store_explicit(&head->pprev, &n->next,
+				      memory_order_relaxed);
+	atomic_store_explicit(&t->listeners, n, memory_order_release);
+}
+
+void listener_unlink(struct listener *n)
+{
+	struct listener *next =
+	    atomic_load_explicit(&n->next, memory_order_relaxed);
+	struct listener *_Atomic *pprev =
+	    atomic_load_explicit(&n->pprev, memory_order_relaxed);
+
+	atomic_store_explicit(pprev, next, memory_order_relaxed);
+	if (next)
+		atomic_store_explicit(&next->pprev, pprev,
+				      memory_order_relaxed);
+	atomic_store_explicit(&n->pprev, NULL, memory_order_relaxed);
+}
+
+int listener_add(struct cfd_token *t, struct listener *n, uint64_t add)
+{
+	uint64_t w;
+
+	token_lock_add(t, add);
+	if (token_state(t) & ST_TRIGGERED) {
+		token_unlock(t);
+		return 1;
+	}
+	listener_insert(t, n);
+	/*
+	 * Unlock only if t has not triggered: a trigger that came while we
+	 * held the lock has not walked the list (its walk needs the lock), so
+	 * n is taken back, untouched by it, and the caller handles t as
+	 * triggered.  Deciding in the unlock's own compare-and-swap leaves no
+	 * moment in which the walk could take n (and run and free it) before
+	 * we look.  A trigger after the unlock reads the word it released and
+	 * sees n.
+	 */
+	w = atomic_load_explicit(&t->word, memory_order_relaxed);
+	do {
+		if (w & ST_TRIGGERED) {
+			listener_unlink(n);
+			token_unlock(t);
+			return 1;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(
+	    &t->word, &w, w & ~(uint64_t)(ST_LOCKED | ST_LOCK_WAITERS),
+	    memory_order_release, memory_order_relaxed));
+	if (w & ST_LOCK_WAITERS)
+		token_wake_lock_waiter(t);
+	return 0;
+}
+
 /* ---- life cycle ---- */
 
 /*
