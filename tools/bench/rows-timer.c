@@ -8,10 +8,6 @@
  * on a token, the watcher's fd in poll(), cfd_watcher_dispatch() until the
  * token reads triggered; late by = (that moment - the moment before adding
  * the source) - requested.  Samples alternate one by one.
- *
- * The library's side needs lib/source.c and lib/watcher.c (meson sets
- * HAVE_CFD_SOURCES when they exist); until then it says "pending: timeout
- * source" and only timerfd is measured.
  */
 #define _GNU_SOURCE
 #include <poll.h>
@@ -39,11 +35,6 @@ static int64_t raw_late(int tfd, int64_t ns)
 	return t1 - t0 - ns;
 }
 
-#if HAVE_CFD_SOURCES
-/*
- * The source API of issue 3.  If a name changes when it lands, this is the
- * only place to adapt.
- */
 static int64_t cfd_late(struct cfd_watcher *w, int64_t ns)
 {
 	struct pollfd p = { .fd = cfd_watcher_fd(w), .events = POLLIN };
@@ -66,7 +57,6 @@ static int64_t cfd_late(struct cfd_watcher *w, int64_t ns)
 	cfd_token_unref(tok);
 	return t1 - t0 - ns;
 }
-#endif
 
 void rows_timer(void)
 {
@@ -77,15 +67,13 @@ void rows_timer(void)
 		{ 1000000, 20, 2, 50, 5 },
 		{ 10000000, 10, 2, 20, 2 },
 	};
-	struct cfd_watcher *w = NULL;
+	struct cfd_watcher *w;
 	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
 
 	if (tfd < 0)
 		die("timerfd_create failed");
-#if HAVE_CFD_SOURCES
 	if (cfd_watcher_new(&w) < 0)
 		die("cfd_watcher_new failed");
-#endif
 	pin_self(cpu_a);
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 		int64_t ns = cases[c].ns;
@@ -98,8 +86,6 @@ void rows_timer(void)
 			 (int)(ns / 1000000));
 		r = row_new("timer", name, "ns", "timerfd", ROW_TIME, TARGET_LE,
 			    1.1);
-		if (!HAVE_CFD_SOURCES)
-			row_pending(r, "timeout source");
 		if (c == 0)
 			row_note(r,
 				 "pinned to cpu %d; %d x %d samples per "
@@ -112,19 +98,13 @@ void rows_timer(void)
 				/* Alternate sides, the first one too. */
 				if ((k + i) % 2 == 0)
 					row_base(r, (double)raw_late(tfd, ns));
-#if HAVE_CFD_SOURCES
 				else
 					row_cfd(r, (double)cfd_late(w, ns));
-#else
-				(void)w;
-#endif
 			}
 			row_round_end(r);
 		}
 	}
 	unpin_self();
-#if HAVE_CFD_SOURCES
 	cfd_watcher_unref(w);
-#endif
 	close(tfd);
 }

@@ -15,10 +15,6 @@
  *   - trigger -> the pending op's -ECANCELED CQE, two pinned threads,
  *     against the raw path: eventfd write -> multishot poll CQE ->
  *     hand-issued ASYNC_CANCEL -> the op's CQE (section 5, design "ms").
- *
- * The library's side needs lib/uring.c; until it exists (HAVE_CFD_URING
- * is set by meson when it does) those columns say "pending: uring" and
- * only the baselines are measured.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,11 +29,9 @@
 #include <unistd.h>
 
 #include <cancelfd.h>
-
-#include "bench.h" /* first: it says whether HAVE_CFD_URING */
-#if HAVE_CFD_URING
 #include <cancelfd-uring.h>
-#endif
+
+#include "bench.h"
 
 #define BATCH 64
 #define UD_POLL 0x1000000u
@@ -49,13 +43,11 @@ struct env {
 	struct io_uring ring;
 	int pipefd[2];
 	char buf[BATCH];
-#if HAVE_CFD_URING
 	struct cfd_uring *cu;
 	struct cfd_token *tok;
 	struct cfd_scope *scope;
 	struct io_uring_sqe ops[BATCH];
 	struct cfd_op_result res[BATCH];
-#endif
 };
 
 static void refill(struct env *e, size_t bytes)
@@ -72,7 +64,6 @@ static void refill(struct env *e, size_t bytes)
 	}
 }
 
-#if HAVE_CFD_URING
 /* A CQE the library put on the caller's ring: hand it over. */
 static bool library_cqe(struct env *e, struct io_uring_cqe *cqe)
 {
@@ -83,14 +74,6 @@ static bool library_cqe(struct env *e, struct io_uring_cqe *cqe)
 	cfd_uring_cqe(e->cu, cqe, &ud);
 	return true;
 }
-#else
-static bool library_cqe(struct env *e, struct io_uring_cqe *cqe)
-{
-	(void)e;
-	(void)cqe;
-	return false;
-}
-#endif
 
 /* Bare reads: b per submit.  ns per read. */
 static double bare_batch(struct env *e, unsigned b)
@@ -156,7 +139,6 @@ static double link_timeout_op(struct env *e)
 	return (double)(t1 - t0);
 }
 
-#if HAVE_CFD_URING
 /* cfd_uring_wait() over b reads; deadline_ns < 0: none. */
 static double cfd_wait_batch(struct env *e, unsigned b, int64_t deadline_ns)
 {
@@ -210,27 +192,6 @@ static double cfd_scope_batch(struct env *e, unsigned b)
 	return (double)(t1 - t0) / b;
 }
 
-static void env_cfd_init(struct env *e)
-{
-	if (cfd_uring_new(&e->cu, &e->ring) < 0 ||
-	    cfd_token_new(&e->tok, "bench") < 0 ||
-	    cfd_scope_new(&e->scope, e->cu, e->tok) < 0)
-		die("cancelfd-uring setup failed");
-	for (unsigned i = 0; i < BATCH; i++) {
-		memset(&e->ops[i], 0, sizeof(e->ops[i]));
-		io_uring_prep_read(&e->ops[i], e->pipefd[0], e->buf + i, 1, 0);
-		e->ops[i].user_data = UD_READ + i;
-	}
-}
-
-static void env_cfd_fini(struct env *e)
-{
-	cfd_scope_unref(e->scope);
-	cfd_uring_unref(e->cu);
-	cfd_token_unref(e->tok);
-}
-#endif
-
 static int env_init(struct env *e)
 {
 	int r = io_uring_queue_init(256, &e->ring, 0);
@@ -240,17 +201,23 @@ static int env_init(struct env *e)
 	if (pipe2(e->pipefd, O_CLOEXEC) < 0)
 		die("pipe2 failed");
 	fcntl(e->pipefd[1], F_SETPIPE_SZ, 1 << 20);
-#if HAVE_CFD_URING
-	env_cfd_init(e);
-#endif
+	if (cfd_uring_new(&e->cu, &e->ring) < 0 ||
+	    cfd_token_new(&e->tok, "bench") < 0 ||
+	    cfd_scope_new(&e->scope, e->cu, e->tok) < 0)
+		die("cancelfd-uring setup failed");
+	for (unsigned i = 0; i < BATCH; i++) {
+		memset(&e->ops[i], 0, sizeof(e->ops[i]));
+		io_uring_prep_read(&e->ops[i], e->pipefd[0], e->buf + i, 1, 0);
+		e->ops[i].user_data = UD_READ + i;
+	}
 	return 0;
 }
 
 static void env_fini(struct env *e)
 {
-#if HAVE_CFD_URING
-	env_cfd_fini(e);
-#endif
+	cfd_scope_unref(e->scope);
+	cfd_uring_unref(e->cu);
+	cfd_token_unref(e->tok);
 	io_uring_queue_exit(&e->ring);
 	close(e->pipefd[0]);
 	close(e->pipefd[1]);
@@ -283,13 +250,6 @@ static void batch_rows(struct env *e)
 			 "read + LINK_TIMEOUT", ROW_TIME, TARGET_NONE, 0);
 	vsbare = row_new("uring", "  1 read/submit, own deadline (wait)", "ns",
 			 "bare read, no deadline", ROW_TIME, TARGET_NONE, 0);
-#if !HAVE_CFD_URING
-	row_pending(wait, "uring");
-	row_pending(scope, "uring");
-	row_pending(dl, "uring");
-	row_pending(one, "uring");
-	row_pending(vsbare, "uring");
-#endif
 	row_note(wait,
 		 "ns per read; 1-byte reads from a pipe holding data; %d "
 		 "rounds x %d submits per side",
@@ -306,8 +266,6 @@ static void batch_rows(struct env *e)
 		for (int s = 0; s < U_MODES; s++) {
 			enum umode m = (enum umode)((s + i) % U_MODES);
 
-			if (m != U_BARE && !HAVE_CFD_URING)
-				continue;
 			refill(e, BATCH * (size_t)per);
 			for (int k = 0; k < per; k++) {
 				double v = 0;
@@ -319,7 +277,6 @@ static void batch_rows(struct env *e)
 					row_base(scope, v);
 					row_base(dl, v);
 					break;
-#if HAVE_CFD_URING
 				case U_WAIT:
 					row_cfd(wait,
 						cfd_wait_batch(e, BATCH,
@@ -333,9 +290,7 @@ static void batch_rows(struct env *e)
 					row_cfd(dl, cfd_wait_batch(e, BATCH,
 								   CFD_SEC(1)));
 					break;
-#endif
 				default:
-					(void)v;
 					break;
 				}
 			}
@@ -370,11 +325,9 @@ static void batch_rows(struct env *e)
 					row_base(vsbare, v);
 					break;
 				default:
-#if HAVE_CFD_URING
 					v = cfd_wait_batch(e, 1, CFD_SEC(1));
 					row_cfd(one, v);
 					row_cfd(vsbare, v);
-#endif
 					break;
 				}
 			}
@@ -406,9 +359,7 @@ struct clat {
 	_Atomic int armed;
 	int64_t *t0;
 	struct cfd_token **tok;
-#if HAVE_CFD_URING
 	struct cfd_uring *cu;
-#endif
 };
 
 static void *clat_s(void *arg)
@@ -489,7 +440,6 @@ static int64_t clat_raw_one(struct clat *c, int i)
 	return t1;
 }
 
-#if HAVE_CFD_URING
 /* cfd_uring_wait() on one pending read; the token fires. */
 static int64_t clat_wait_one(struct clat *c, int i)
 {
@@ -551,7 +501,6 @@ static int64_t clat_scope_one(struct clat *c, int i)
 	cfd_scope_unref(scope);
 	return t1;
 }
-#endif
 
 static void clat_run(struct clat *c, enum cmode m, struct row *r,
 		     struct row *r2, bool record)
@@ -574,14 +523,12 @@ static void clat_run(struct clat *c, enum cmode m, struct row *r,
 		case C_RAW:
 			t1 = clat_raw_one(c, i);
 			break;
-#if HAVE_CFD_URING
 		case C_WAIT:
 			t1 = clat_wait_one(c, i);
 			break;
 		case C_SCOPE:
 			t1 = clat_scope_one(c, i);
 			break;
-#endif
 		default:
 			break;
 		}
@@ -611,10 +558,6 @@ static void cancel_rows(void)
 	r2 =
 	    row_new("uring", "trigger -> pending op's -ECANCELED (scope)", "ns",
 		    "efd->poll CQE->ASYNC_CANCEL", ROW_TIME, TARGET_LE, 1.2);
-#if !HAVE_CFD_URING
-	row_pending(r, "uring");
-	row_pending(r2, "uring");
-#endif
 	memset(&c, 0, sizeof(c));
 	c.n = Q(30, 500);
 	if (c.n > fds_available())
@@ -633,31 +576,23 @@ static void cancel_rows(void)
 	c.tok = calloc((size_t)c.n, sizeof(*c.tok));
 	if (!c.t0 || !c.tok)
 		die("out of memory");
-#if HAVE_CFD_URING
 	if (cfd_uring_new(&c.cu, &c.ring2) < 0)
 		die("cfd_uring_new failed");
-#endif
 	arm_poll(&c);
 	pin_self(cpu_a);
 	for (int s = 0; s < C_MODES; s++) /* warm-up */
-		if (s == C_RAW || HAVE_CFD_URING)
-			clat_run(&c, (enum cmode)s, r, r2, false);
+		clat_run(&c, (enum cmode)s, r, r2, false);
 	for (int i = 0; i < rounds; i++) {
 		row_round_begin(r);
 		row_round_begin(r2);
-		for (int s = 0; s < C_MODES; s++) {
-			enum cmode m = (enum cmode)((s + i) % C_MODES);
-
-			if (m == C_RAW || HAVE_CFD_URING)
-				clat_run(&c, m, r, r2, true);
-		}
+		for (int s = 0; s < C_MODES; s++)
+			clat_run(&c, (enum cmode)((s + i) % C_MODES), r, r2,
+				 true);
 		row_round_end(r);
 		row_round_end(r2);
 	}
 	unpin_self();
-#if HAVE_CFD_URING
 	cfd_uring_unref(c.cu);
-#endif
 	io_uring_queue_exit(&c.ring);
 	io_uring_queue_exit(&c.ring2);
 	close(c.efd);
