@@ -82,8 +82,6 @@ struct row;
 struct row *row_new(const char *group, const char *name, const char *unit,
 		    const char *baseline, enum row_kind kind,
 		    enum row_target op, double target);
-/* The library side cannot be measured yet: "pending: <what>". */
-void row_pending(struct row *r, const char *what);
 /* The baseline is missing (e.g. "GLib not found"): no ratio. */
 void row_unavailable(struct row *r, const char *why);
 /* A footnote printed under the table. */
@@ -91,7 +89,6 @@ void row_note(struct row *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* A condition of the target beyond the ratio failed (e.g. a syscall). */
 void row_fail(struct row *r, const char *why);
-bool row_is_pending(const struct row *r);
 bool row_has_baseline(const struct row *r);
 
 void row_round_begin(struct row *r);

@@ -71,7 +71,6 @@ struct row {
 	double target;
 	struct samples cfd, base, ratios;
 	size_t cfd_mark, base_mark;
-	char pending[48];
 	char unavailable[48];
 	char failed[80];
 	char notes[512];
@@ -102,11 +101,6 @@ struct row *row_new(const char *group, const char *name, const char *unit,
 	return r;
 }
 
-void row_pending(struct row *r, const char *what)
-{
-	snprintf(r->pending, sizeof(r->pending), "pending: %s", what);
-}
-
 void row_unavailable(struct row *r, const char *why)
 {
 	snprintf(r->unavailable, sizeof(r->unavailable), "%s", why);
@@ -129,11 +123,6 @@ void row_note(struct row *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(r->notes + len, sizeof(r->notes) - len, fmt, ap);
 	va_end(ap);
-}
-
-bool row_is_pending(const struct row *r)
-{
-	return r->pending[0] != '\0';
 }
 
 bool row_has_baseline(const struct row *r)
@@ -187,10 +176,6 @@ static void row_result(const struct row *r, struct result *res)
 	res->base_med = median(&r->base);
 	res->base_p99 = samples_quantile(&r->base, 0, r->base.n, 0.99);
 	res->ratio = median(&r->ratios);
-	if (r->pending[0]) {
-		res->status = "pending";
-		return;
-	}
 	if (r->kind == ROW_ABSOLUTE) {
 		x = res->cfd_med;
 	} else if (r->unavailable[0]) {
@@ -282,16 +267,13 @@ void report_table(FILE *f)
 		fmt_value(med, sizeof(med), res.cfd_med, r->unit);
 		fmt_value(p99, sizeof(p99), res.cfd_p99, r->unit);
 		fmt_value(base, sizeof(base), res.base_med, r->unit);
-		if (isnan(res.ratio) || !row_has_baseline(r) || r->pending[0])
+		if (isnan(res.ratio) || !row_has_baseline(r))
 			snprintf(ratio, sizeof(ratio), "-");
 		else
 			snprintf(ratio, sizeof(ratio),
 				 res.ratio < 10 ? "%.3f" : "%.1f", res.ratio);
 		fmt_target(tgt, sizeof(tgt), r);
-		if (r->pending[0])
-			fprintf(f, "%-46s %21s  ", r->name, r->pending);
-		else
-			fprintf(f, "%-46s %10s %10s  ", r->name, med, p99);
+		fprintf(f, "%-46s %10s %10s  ", r->name, med, p99);
 		if (r->unavailable[0])
 			fprintf(f, "%-30s %10s", r->unavailable, "-");
 		else
@@ -378,17 +360,11 @@ int report_json(const char *path)
 		fputs(", \"unit\": ", f);
 		json_str(f, r->unit);
 		fprintf(f, ", \"kind\": \"%s\",\n     \"cancelfd\": ", kind);
-		if (r->pending[0]) {
-			fputs("{\"pending\": ", f);
-			json_str(f, r->pending + strlen("pending: "));
-			fputs("}", f);
-		} else {
-			fputs("{\"median\": ", f);
-			json_num(f, res.cfd_med);
-			fputs(", \"p99\": ", f);
-			json_num(f, res.cfd_p99);
-			fprintf(f, ", \"samples\": %zu}", r->cfd.n);
-		}
+		fputs("{\"median\": ", f);
+		json_num(f, res.cfd_med);
+		fputs(", \"p99\": ", f);
+		json_num(f, res.cfd_p99);
+		fprintf(f, ", \"samples\": %zu}", r->cfd.n);
 		fputs(",\n     \"baseline\": ", f);
 		if (r->kind == ROW_ABSOLUTE) {
 			fputs("null", f);
@@ -408,8 +384,7 @@ int report_json(const char *path)
 			fputs("}", f);
 		}
 		fputs(",\n     \"ratio\": ", f);
-		json_num(f, row_has_baseline(r) && !r->pending[0] ? res.ratio
-								  : NAN);
+		json_num(f, row_has_baseline(r) ? res.ratio : NAN);
 		fprintf(f, ", \"rounds\": %zu, \"target\": ", r->ratios.n);
 		if (op_name(r->op)) {
 			fputs("{\"op\": ", f);
