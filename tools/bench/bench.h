@@ -11,6 +11,9 @@
  * (this round's library median over this round's baseline median) and the
  * row reports the median of those ratios: the host has slow phases lasting
  * tens of seconds, and a per-round ratio does not move with them.
+ *
+ * Beside some ratio rows, an "own cost" row gives the library's own cost in
+ * absolute terms, from the same rounds of the same run (row_own()).
  */
 
 #include <stdarg.h>
@@ -67,6 +70,7 @@ enum row_kind {
 	ROW_TIME,	/* ns per unit of work; ratio = cfd / baseline */
 	ROW_THROUGHPUT, /* ns per op, shown as throughput ratio base / cfd */
 	ROW_ABSOLUTE,	/* no baseline: the target bounds the value itself */
+	ROW_OWN,	/* the library's own cost: row_own() */
 };
 
 enum row_target {
@@ -78,7 +82,7 @@ enum row_target {
 
 struct row;
 
-/* unit: "ns" (printed in ns or us) or "B". */
+/* unit: "ns" (printed in ns or us), "us" (own-cost rows) or "B". */
 struct row *row_new(const char *group, const char *name, const char *unit,
 		    const char *baseline, enum row_kind kind,
 		    enum row_target op, double target);
@@ -90,6 +94,24 @@ void row_note(struct row *r, const char *fmt, ...)
 /* A condition of the target beyond the ratio failed (e.g. a syscall). */
 void row_fail(struct row *r, const char *why);
 bool row_has_baseline(const struct row *r);
+
+enum own_how {
+	OWN_CFD,	/* per round: the library's median */
+	OWN_ABOVE_BASE, /* per round: the library's median - the baseline's */
+};
+
+/*
+ * An "own cost" row in the group of `of` (rows print in the order they are
+ * made: make it right after `of`): the library's own cost in absolute
+ * terms, computed from the rounds of `of` (the same samples, so the same
+ * run): per round a value as `how` says, and the median over rounds.
+ * unit: of's, or "us" for an "ns" row.  The row's status is always
+ * "info"; the budget (in unit, "budget <= 36 ns" in the target column)
+ * comes from the issue, measured on another host, and is shown, never
+ * judged.
+ */
+struct row *row_own(const struct row *of, const char *name, const char *unit,
+		    enum own_how how, double budget);
 
 void row_round_begin(struct row *r);
 void row_cfd(struct row *r, double v);

@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Samples, rows, and their output: the table on stdout and --json.
+ *
+ * A row keeps its samples, and per round: the ratio, the library's median
+ * and the library's median minus the baseline's.  The last two are what
+ * the own-cost rows (row_own()) report.
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -70,7 +74,13 @@ struct row {
 	enum row_target op;
 	double target;
 	struct samples cfd, base, ratios;
+	struct samples cfd_rounds, above_rounds; /* per round, for row_own() */
 	size_t cfd_mark, base_mark;
+	/* ROW_OWN: */
+	const struct row *of;
+	enum own_how how;
+	double scale; /* of's unit -> this row's */
+	double budget;
 	char unavailable[48];
 	char failed[80];
 	char notes[512];
@@ -101,6 +111,37 @@ struct row *row_new(const char *group, const char *name, const char *unit,
 	return r;
 }
 
+struct row *row_own(const struct row *of, const char *name, const char *unit,
+		    enum own_how how, double budget)
+{
+	struct row *r;
+	double scale = 1;
+
+	if (strcmp(unit, "us") == 0 && strcmp(of->unit, "ns") == 0)
+		scale = 1e-3;
+	else if (strcmp(unit, of->unit) != 0)
+		die("own-cost row \"%s\": unit %s from %s", name, unit,
+		    of->unit);
+	r = row_new(of->group, name, unit,
+		    how == OWN_ABOVE_BASE ? of->baseline : NULL, ROW_OWN,
+		    TARGET_NONE, 0);
+	r->of = of;
+	r->how = how;
+	r->scale = scale;
+	r->budget = budget;
+	if (how == OWN_ABOVE_BASE)
+		row_note(r,
+			 "per round: the cancelfd median of \"%s\" minus "
+			 "its baseline's; median over rounds",
+			 of->name);
+	else
+		row_note(r,
+			 "per round: the cancelfd median of \"%s\"; median "
+			 "over rounds",
+			 of->name);
+	return r;
+}
+
 void row_unavailable(struct row *r, const char *why)
 {
 	snprintf(r->unavailable, sizeof(r->unavailable), "%s", why);
@@ -127,7 +168,8 @@ void row_note(struct row *r, const char *fmt, ...)
 
 bool row_has_baseline(const struct row *r)
 {
-	return r->unavailable[0] == '\0' && r->kind != ROW_ABSOLUTE;
+	return r->unavailable[0] == '\0' && r->kind != ROW_ABSOLUTE &&
+	       r->kind != ROW_OWN;
 }
 
 void row_round_begin(struct row *r)
@@ -150,10 +192,14 @@ void row_round_end(struct row *r)
 {
 	double c, b;
 
-	if (r->cfd.n == r->cfd_mark || r->base.n == r->base_mark)
+	if (r->cfd.n == r->cfd_mark)
 		return;
 	c = samples_quantile(&r->cfd, r->cfd_mark, r->cfd.n, 0.5);
+	samples_add(&r->cfd_rounds, c);
+	if (r->base.n == r->base_mark)
+		return;
 	b = samples_quantile(&r->base, r->base_mark, r->base.n, 0.5);
+	samples_add(&r->above_rounds, c - b);
 	if (c > 0 && b > 0)
 		samples_add(&r->ratios,
 			    r->kind == ROW_THROUGHPUT ? b / c : c / b);
@@ -163,19 +209,50 @@ void row_round_end(struct row *r)
 
 struct result {
 	double cfd_med, cfd_p99, base_med, base_p99, ratio;
+	size_t cfd_n, base_n, rounds;
 	const char *status;
 };
+
+/* An own-cost row: the per-round values of the row it is of. */
+static void own_result(const struct row *r, struct result *res)
+{
+	const struct row *of = r->of;
+	const struct samples *v =
+	    r->how == OWN_ABOVE_BASE ? &of->above_rounds : &of->cfd_rounds;
+
+	res->cfd_med = median(v) * r->scale;
+	res->cfd_p99 = samples_quantile(v, 0, v->n, 0.99) * r->scale;
+	res->cfd_n = v->n;
+	res->base_med = res->base_p99 = NAN;
+	res->base_n = 0;
+	if (r->how == OWN_ABOVE_BASE) {
+		res->base_med = median(&of->base) * r->scale;
+		res->base_p99 =
+		    samples_quantile(&of->base, 0, of->base.n, 0.99) * r->scale;
+		res->base_n = of->base.n;
+	}
+	res->ratio = NAN;
+	res->rounds = v->n;
+	res->status = isnan(res->cfd_med) ? "n/a" : "info";
+}
 
 static void row_result(const struct row *r, struct result *res)
 {
 	double x;
 	bool ok;
 
+	if (r->kind == ROW_OWN) {
+		own_result(r, res);
+		return;
+	}
 	res->cfd_med = median(&r->cfd);
 	res->cfd_p99 = samples_quantile(&r->cfd, 0, r->cfd.n, 0.99);
 	res->base_med = median(&r->base);
 	res->base_p99 = samples_quantile(&r->base, 0, r->base.n, 0.99);
 	res->ratio = median(&r->ratios);
+	res->cfd_n = r->cfd.n;
+	res->base_n = r->base.n;
+	res->rounds = r->ratios.n;
 	if (r->kind == ROW_ABSOLUTE) {
 		x = res->cfd_med;
 	} else if (r->unavailable[0]) {
@@ -208,17 +285,25 @@ static void row_result(const struct row *r, struct result *res)
 
 static void fmt_value(char *buf, size_t len, double v, const char *unit)
 {
+	double a = fabs(v); /* an own cost above a baseline can be < 0 */
+
+	if (strcmp(unit, "us") == 0) {
+		/* Printed as the ns rows are. */
+		unit = "ns";
+		v *= 1e3;
+		a *= 1e3;
+	}
 	if (isnan(v))
 		snprintf(buf, len, "-");
 	else if (strcmp(unit, "ns") != 0)
 		snprintf(buf, len, "%.0f %s", v, unit);
-	else if (v >= 1e6)
+	else if (a >= 1e6)
 		snprintf(buf, len, "%.3f ms", v / 1e6);
-	else if (v >= 1e4)
+	else if (a >= 1e4)
 		snprintf(buf, len, "%.1f us", v / 1e3);
-	else if (v >= 1e3)
+	else if (a >= 1e3)
 		snprintf(buf, len, "%.2f us", v / 1e3);
-	else if (v >= 100)
+	else if (a >= 100)
 		snprintf(buf, len, "%.0f ns", v);
 	else
 		snprintf(buf, len, "%.1f ns", v);
@@ -228,6 +313,14 @@ static void fmt_target(char *buf, size_t len, const struct row *r)
 {
 	const char *u = r->kind == ROW_ABSOLUTE ? r->unit : "";
 
+	if (r->kind == ROW_OWN) {
+		if (r->budget > 0)
+			snprintf(buf, len, "budget <= %g %s", r->budget,
+				 r->unit);
+		else
+			snprintf(buf, len, "-");
+		return;
+	}
 	switch (r->op) {
 	case TARGET_LE:
 		snprintf(buf, len, "<= %g%s%s", r->target, *u ? " " : "", u);
@@ -244,19 +337,39 @@ static void fmt_target(char *buf, size_t len, const struct row *r)
 	}
 }
 
+/* Why the row has no baseline, or "". */
+static const char *row_unavailable_why(const struct row *r)
+{
+	if (r->kind == ROW_OWN && r->how == OWN_ABOVE_BASE)
+		return r->of->unavailable;
+	return r->unavailable;
+}
+
 void report_table(FILE *f)
 {
 	const char *group = NULL;
-	int note = 0;
+	int note = 0, wname = 46, wtgt = 9;
+	char tgt[48];
 
+	/* The name and target columns are as wide as their widest entry. */
+	for (size_t i = 0; i < nrows; i++) {
+		int n = (int)strlen(rows[i]->name);
+
+		fmt_target(tgt, sizeof(tgt), rows[i]);
+		wname = n > wname ? n : wname;
+		n = (int)strlen(tgt);
+		wtgt = n > wtgt ? n : wtgt;
+	}
 	fprintf(f,
-		"%-46s %10s %10s  %-30s %10s %7s %9s  %s\n"
-		"%-46s %10s %10s  %-30s %10s %7s %9s  %s\n",
-		"row", "cancelfd", "p99", "baseline", "median", "ratio",
-		"target", "status", "", "median", "", "", "", "", "", "");
+		"%-*s %10s %10s  %-30s %10s %7s %*s  %s\n"
+		"%-*s %10s %10s  %-30s %10s %7s %*s  %s\n",
+		wname, "row", "cancelfd", "p99", "baseline", "median", "ratio",
+		wtgt, "target", "status", wname, "", "median", "", "", "", "",
+		wtgt, "", "");
 	for (size_t i = 0; i < nrows; i++) {
 		const struct row *r = rows[i];
-		char med[24], p99[24], base[24], ratio[16], tgt[24];
+		char med[24], p99[24], base[24], ratio[16], bname[80];
+		const char *why = row_unavailable_why(r);
 		struct result res;
 
 		row_result(r, &res);
@@ -273,13 +386,17 @@ void report_table(FILE *f)
 			snprintf(ratio, sizeof(ratio),
 				 res.ratio < 10 ? "%.3f" : "%.1f", res.ratio);
 		fmt_target(tgt, sizeof(tgt), r);
-		fprintf(f, "%-46s %10s %10s  ", r->name, med, p99);
-		if (r->unavailable[0])
-			fprintf(f, "%-30s %10s", r->unavailable, "-");
+		if (r->kind == ROW_OWN && r->how == OWN_ABOVE_BASE)
+			snprintf(bname, sizeof(bname), "minus %s", r->baseline);
 		else
-			fprintf(f, "%-30s %10s", r->baseline,
+			snprintf(bname, sizeof(bname), "%s", r->baseline);
+		fprintf(f, "%-*s %10s %10s  ", wname, r->name, med, p99);
+		if (why[0])
+			fprintf(f, "%-30s %10s", why, "-");
+		else
+			fprintf(f, "%-30s %10s", bname,
 				r->kind == ROW_ABSOLUTE ? "-" : base);
-		fprintf(f, " %7s %9s  %s", ratio, tgt, res.status);
+		fprintf(f, " %7s %*s  %s", ratio, wtgt, tgt, res.status);
 		if (r->failed[0])
 			fprintf(f, " (%s)", r->failed);
 		if (r->notes[0])
@@ -289,11 +406,15 @@ void report_table(FILE *f)
 	note = 0;
 	for (size_t i = 0; i < nrows; i++)
 		if (rows[i]->notes[0])
-			fprintf(f, "[%d] %s: %s\n", ++note, rows[i]->name,
+			fprintf(f, "[%d] %s: %s\n", ++note,
+				rows[i]->name + strspn(rows[i]->name, " "),
 				rows[i]->notes);
 	fprintf(f, "ratio: median over rounds of (cancelfd median / baseline "
 		   "median) in the same round; for throughput rows, baseline "
-		   "time / cancelfd time (higher is better).\n");
+		   "time / cancelfd time (higher is better).\n"
+		   "own cost: the library's own cost, from the rounds of the "
+		   "row it explains, in the same run; its budget is the "
+		   "issue's, from a faster host: shown, not judged.\n");
 }
 
 /* ---- JSON ---- */
@@ -347,9 +468,12 @@ int report_json(const char *path)
 	fputs(",\n  \"rows\": [\n", f);
 	for (size_t i = 0; i < nrows; i++) {
 		const struct row *r = rows[i];
+		const char *why = row_unavailable_why(r);
+		bool own = r->kind == ROW_OWN;
 		struct result res;
 		const char *kind = r->kind == ROW_TIME	       ? "time"
 				   : r->kind == ROW_THROUGHPUT ? "throughput"
+				   : own		       ? "own-cost"
 							       : "absolute";
 
 		row_result(r, &res);
@@ -359,33 +483,45 @@ int report_json(const char *path)
 		json_str(f, r->name);
 		fputs(", \"unit\": ", f);
 		json_str(f, r->unit);
-		fprintf(f, ", \"kind\": \"%s\",\n     \"cancelfd\": ", kind);
-		fputs("{\"median\": ", f);
+		fprintf(f, ", \"kind\": \"%s\",", kind);
+		if (own) {
+			/* Its figures are over the rounds of the row "of". */
+			fputs("\n     \"of\": ", f);
+			json_str(f, r->of->name);
+			fprintf(f, ", \"per_round\": \"%s\",",
+				r->how == OWN_ABOVE_BASE
+				    ? "cancelfd median - baseline median"
+				    : "cancelfd median");
+		}
+		fputs("\n     \"cancelfd\": {\"median\": ", f);
 		json_num(f, res.cfd_med);
 		fputs(", \"p99\": ", f);
 		json_num(f, res.cfd_p99);
-		fprintf(f, ", \"samples\": %zu}", r->cfd.n);
+		fprintf(f, ", \"samples\": %zu}", res.cfd_n);
 		fputs(",\n     \"baseline\": ", f);
-		if (r->kind == ROW_ABSOLUTE) {
+		if (r->kind == ROW_ABSOLUTE ||
+		    (own && r->how != OWN_ABOVE_BASE)) {
 			fputs("null", f);
 		} else {
 			fputs("{\"name\": ", f);
 			json_str(f, r->baseline);
-			if (r->unavailable[0]) {
+			if (own)
+				fputs(", \"subtracted\": true", f);
+			if (why[0]) {
 				fputs(", \"unavailable\": ", f);
-				json_str(f, r->unavailable);
+				json_str(f, why);
 			} else {
 				fputs(", \"median\": ", f);
 				json_num(f, res.base_med);
 				fputs(", \"p99\": ", f);
 				json_num(f, res.base_p99);
-				fprintf(f, ", \"samples\": %zu", r->base.n);
+				fprintf(f, ", \"samples\": %zu", res.base_n);
 			}
 			fputs("}", f);
 		}
 		fputs(",\n     \"ratio\": ", f);
 		json_num(f, row_has_baseline(r) ? res.ratio : NAN);
-		fprintf(f, ", \"rounds\": %zu, \"target\": ", r->ratios.n);
+		fprintf(f, ", \"rounds\": %zu, \"target\": ", res.rounds);
 		if (op_name(r->op)) {
 			fputs("{\"op\": ", f);
 			json_str(f, op_name(r->op));
@@ -394,6 +530,12 @@ int report_json(const char *path)
 			fputs("}", f);
 		} else {
 			fputs("null", f);
+		}
+		if (own && r->budget > 0) {
+			/* Shown, never judged: the status stays "info". */
+			fputs(", \"budget\": {\"op\": \"<=\", \"value\": ", f);
+			json_num(f, r->budget);
+			fputs("}", f);
 		}
 		fputs(", \"status\": ", f);
 		json_str(f, res.status);
