@@ -7,7 +7,9 @@
  * in a helper process that never started a thread and in this process,
  * which has (libstdc++ then pays a futex call per callback); and against
  * GCancellable linked with connect + cancel.  With fds: N children that
- * each have an eventfd against N raw eventfd writes.
+ * each have an eventfd against N raw eventfd writes.  For N=1, own-cost
+ * rows give a trigger's cost in ns: with one fd-less child, and with one
+ * child with an fd above that child's eventfd write.
  *
  * For small N, ceil(4096/N) trees are triggered per sample, so that a
  * sample covers at least 4096 children (research/limits.md section 3).
@@ -248,6 +250,10 @@ void rows_fanout(void)
 		fr.cb = row_new("fanout", name, "ns",
 				"stop_callback, 1-thread process", ROW_TIME,
 				TARGET_NONE, 0);
+		/* N=1: the row's numerator is a whole trigger. */
+		if (n == 1)
+			row_own(fr.st, "  own cost: trigger, one fd-less child",
+				"ns", OWN_CFD, 15);
 		fr.glib = NULL;
 		if (n <= 10000) {
 			snprintf(name, sizeof(name),
@@ -319,6 +325,12 @@ void rows_fanout_fd(void)
 			 n == max ? " (fd limit)" : "");
 		r = row_new("fanout-fd", name, "ns", "raw eventfd write",
 			    ROW_TIME, TARGET_LE, 1.2);
+		/* N=1: a whole trigger, less the write of the same round. */
+		if (n == 1)
+			row_own(r,
+				"  own cost: trigger, one child with an fd, "
+				"above its write",
+				"ns", OWN_ABOVE_BASE, 80);
 		if (n == max)
 			row_note(r,
 				 "RLIMIT_NOFILE %d: N is what the fd limit "
