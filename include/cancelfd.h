@@ -35,7 +35,7 @@ extern "C" {
 #define CFD_VERSION_MAJOR 0
 #define CFD_VERSION_MINOR 2
 #define CFD_VERSION_PATCH 0
-#define CFD_VERSION_NUMBER                                    \
+#define CFD_VERSION_NUMBER                                      \
 	((CFD_VERSION_MAJOR << 16) | (CFD_VERSION_MINOR << 8) | \
 	 CFD_VERSION_PATCH)
 
@@ -56,15 +56,18 @@ enum cfd_reason {
 	CFD_REASON_MANUAL = 1,	  /* cfd_token_trigger() and friends */
 	CFD_REASON_TIMEOUT = 2,	  /* a timeout or deadline source */
 	CFD_REASON_SIGNAL = 3,	  /* a signal source */
-	CFD_REASON_FD = 4,	  /* an fd source, or an imported token */
+	CFD_REASON_FD = 4,	  /* an fd source; an import with no cause */
 	CFD_REASON_CONDITION = 5, /* a condition source */
 	CFD_REASON_PARENT = 6,	  /* a parent (child, chain, any-of) */
 	CFD_REASON_ALL_OF = 7,	  /* the last parent of an all-of token */
+	/* an imported token's exporter exited, or freed the token,
+	 * untriggered */
+	CFD_REASON_GONE = 8,
 };
 
 /* ---- the library ---- */
 
-unsigned cfd_version(void);	       /* as CFD_VERSION_NUMBER */
+unsigned cfd_version(void);	      /* as CFD_VERSION_NUMBER */
 const char *cfd_version_string(void); /* "MAJOR.MINOR.PATCH" */
 
 /* ---- tokens (token.c) ---- */
@@ -78,6 +81,8 @@ const char *cfd_token_name(const struct cfd_token *tok);
 
 int cfd_token_trigger(struct cfd_token *tok);
 int cfd_token_trigger_msg(struct cfd_token *tok, const char *message);
+int cfd_token_trigger_code(struct cfd_token *tok, int code,
+			   const char *message);
 int cfd_token_trigger_from(struct cfd_token *tok, struct cfd_token *from);
 bool cfd_token_triggered(const struct cfd_token *tok);
 int cfd_token_check(const struct cfd_token *tok);
@@ -89,7 +94,21 @@ struct cfd_token *cfd_token_origin(const struct cfd_token *tok);
 const char *cfd_token_message(const struct cfd_token *tok);
 int cfd_token_signal(const struct cfd_token *tok);
 int64_t cfd_token_trigger_time(const struct cfd_token *tok);
+int cfd_token_code(const struct cfd_token *tok);
 const char *cfd_reason_name(int reason);
+
+/* A cause that came from another process: where it started. */
+bool cfd_token_remote(const struct cfd_token *tok);
+const char *cfd_token_origin_path(const struct cfd_token *tok);
+int cfd_token_origin_pid(const struct cfd_token *tok);
+
+/* ---- deadlines ---- */
+
+/* No deadline: what cfd_token_deadline() and cfd_token_remaining() say. */
+#define CFD_NO_DEADLINE INT64_MAX
+
+int64_t cfd_token_deadline(const struct cfd_token *tok);
+int64_t cfd_token_remaining(const struct cfd_token *tok);
 
 /* ---- the token graph (graph.c) ---- */
 
@@ -161,8 +180,10 @@ int cfd_signals_block(const int *signals, size_t n);
 
 /* ---- across processes (export.c) ---- */
 
-/* The environment variable through which a token fd crosses exec. */
+/* The environment variables through which a token crosses exec: its fd,
+ * and its deadline as remaining time (cfd_token_export_env()). */
 #define CFD_ENV "CANCELFD"
+#define CFD_ENV_DEADLINE "CANCELFD_DEADLINE"
 
 /* cfd_token_export_fd() and cfd_token_send() flags */
 #define CFD_EXPORT_SHARED \
@@ -177,6 +198,7 @@ int cfd_token_send(int sock, struct cfd_token *tok, struct cfd_watcher *w,
 		   unsigned flags);
 int cfd_token_recv(struct cfd_token **ret, int sock, const char *name,
 		   struct cfd_watcher *w);
+int cfd_token_export_env(struct cfd_token *tok, struct cfd_watcher *w);
 int cfd_token_from_env(struct cfd_token **ret, const char *name,
 		       struct cfd_watcher *w);
 

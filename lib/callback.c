@@ -254,6 +254,23 @@ int registration_add(struct cfd_registration *reg, struct cfd_token *t,
 	return listener_add(t, &reg->node, 0) == 1;
 }
 
+void registration_each_locked(struct cfd_token *t, enum reg_kind kind,
+			      void (*fn)(struct cfd_registration *reg,
+					 void *arg),
+			      void *arg)
+{
+	for (struct listener *n =
+		 atomic_load_explicit(&t->listeners, memory_order_relaxed);
+	     n; n = atomic_load_explicit(&n->next, memory_order_relaxed)) {
+		struct cfd_registration *reg =
+		    container_of(n, struct cfd_registration, node);
+
+		if (listener_kind(n) == LISTENER_REG && reg->kind == kind &&
+		    (reg->flags & REG_INTERNAL))
+			fn(reg, arg);
+	}
+}
+
 struct cfd_registration *registration_find_locked(struct cfd_token *t,
 						  enum reg_kind kind)
 {

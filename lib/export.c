@@ -1,36 +1,41 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Tokens across processes.
+ * Tokens going to other processes (import.c brings them in).
  *
  * A watch-only export is the read end of a pipe whose write end only this
- * process holds; the token's trigger closes the write end, so every holder
- * of the read end sees it readable and hung up, and nothing a holder does
- * (write: EBADF; read: end of file) can trigger the token or hide the
- * trigger.  An eventfd cannot give that: any holder may read it (un-cancel
- * it for everyone) or write it.
+ * process holds.  The pipe stays empty while the token is pending.  When
+ * the token triggers, one write puts the cause record (wire.h) in it and
+ * the write end is closed: every holder of the read end sees it readable
+ * and hung up, and nothing a holder does (write: EBADF; read: end of file)
+ * can trigger the token or hide the trigger.  A token freed untriggered
+ * writes a "gone" record instead; a process that dies writes nothing, and
+ * its pipes hang up all the same.  An eventfd could give none of this: any
+ * holder may read it (un-cancel it for everyone) or write it.
  *
  * A shared export is the token's eventfd itself.  An fd source on the
  * token's watcher then turns an outside write into a full trigger (flag,
- * reason _FD, fan-out, callbacks).
+ * reason _FD, fan-out, callbacks).  It carries no cause.
  *
- * An import is a token with an fd source on the received fd, so it can be
- * the parent of local tokens and be exported again: a tree of processes
- * cancels as a tree of tokens.
+ * The deadline goes with the way the fd goes: CANCELFD_DEADLINE beside
+ * CANCELFD (cfd_token_export_env()), the message of cfd_token_send(), and,
+ * for a child made by fork(), what the child's fork handler noted of each
+ * exported token (exports_inherited_deadline()).
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 
-#include "watcher.h"
+#include "export.h"
+#include "wire.h"
 
 /* ---- watch-only exports: pipes ---- */
 
@@ -48,12 +53,27 @@ struct pipe_export {
 /*
  * Every write end this process holds.  A child made by fork() must not
  * keep them open (it would keep the pipes from hanging up when the parent
- * triggers); the child's handler closes them.  Pipes are made under the
- * lock so that a fork cannot catch one before it is listed.
+ * triggers); the child's handler closes them, and notes each pipe's token
+ * deadline for an import in the child.  Pipes are made under the lock so
+ * that a fork cannot catch one before it is listed.
  */
 static pthread_mutex_t exports_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pipe_export *exports;
 static pthread_once_t exports_once = PTHREAD_ONCE_INIT;
+
+/* This process's ID, for the records: getpid(2) is a system call.  Set
+ * when the first export sets up the fork handlers, and in a child by its
+ * handler. */
+static pid_t self_pid;
+
+/* In a forked child: the pipes its parent exported, by inode, and their
+ * tokens' deadlines as they were at the fork. */
+struct inherited {
+	ino_t ino;
+	int64_t deadline;
+};
+static struct inherited *inherited;
+static size_t ninherited;
 
 static void exports_fork_prepare(void)
 {
@@ -67,12 +87,31 @@ static void exports_fork_parent(void)
 
 static void exports_fork_child(void)
 {
+	size_t n = 0;
+
+	self_pid = getpid();
+
 	for (struct pipe_export *e = exports; e; e = e->next)
-		if (e->wfd >= 0) {
-			close(e->wfd);
-			close(e->rfd);
-			e->wfd = e->rfd = -1;
-		}
+		n++;
+	free(inherited);
+	ninherited = 0;
+	/* The child has one thread: the tokens can be read without their
+	 * locks (the deadline walk takes none). */
+	inherited = n ? malloc(n * sizeof(*inherited)) : NULL;
+	for (struct pipe_export *e = exports; e; e = e->next) {
+		struct stat st;
+
+		if (e->wfd < 0)
+			continue;
+		if (inherited && fstat(e->rfd, &st) == 0)
+			inherited[ninherited++] = (struct inherited){
+				st.st_ino,
+				token_deadline(listener_owner(&e->reg.node))
+			};
+		close(e->wfd);
+		close(e->rfd);
+		e->wfd = e->rfd = -1;
+	}
 	/* The records themselves belong to tokens the child cannot use. */
 	exports = NULL;
 	pthread_mutex_init(&exports_lock, NULL);
@@ -80,43 +119,115 @@ static void exports_fork_child(void)
 
 static void exports_setup(void)
 {
+	self_pid = getpid();
 	pthread_atfork(exports_fork_prepare, exports_fork_parent,
 		       exports_fork_child);
 }
 
-/*
- * The byte for the readers.  With no reader left the write fails (EPIPE)
- * and raises SIGPIPE, which must not reach the program: block it in this
- * thread (a SIGPIPE from write() is directed at the writing thread) and
- * take back the one the write made, unless one was pending already.  A
- * full pipe (EAGAIN) is readable already.
- */
-static void write_no_sigpipe(int fd)
+int64_t exports_inherited_deadline(ino_t ino)
 {
-	sigset_t pipe_set, old, pending;
-	bool was_pending;
-
-	sigemptyset(&pipe_set);
-	sigaddset(&pipe_set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-	sigpending(&pending);
-	was_pending = sigismember(&pending, SIGPIPE) == 1;
-	if (write(fd, "c", 1) < 0 && errno == EPIPE && !was_pending) {
-		struct timespec zero = { 0, 0 };
-
-		sigtimedwait(&pipe_set, NULL, &zero);
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	for (size_t i = 0; i < ninherited; i++)
+		if (inherited[i].ino == ino)
+			return inherited[i].deadline;
+	return INT64_MAX;
 }
 
-/* Hang up: every holder of the read end sees the token triggered.  The
- * byte makes it readable (POLLIN) as well as hung up (POLLHUP) for loops
- * that look only at one; the hang-up is what no reader can undo. */
-static void pipe_export_close(struct pipe_export *e)
+/*
+ * "comm[pid]/root:...:name": where a cause starts, for the other side: the
+ * process, then the names from the origin's root down to it, by first
+ * parents (links never change and each token holds its parents, so the
+ * walk needs no lock).  Built from the origin up; when it does not fit,
+ * the top of the tree gives way, marked "...".
+ */
+static void origin_path(const struct cfd_token *o, char *buf, size_t size)
 {
+	const struct cfd_token *t = o;
+	size_t at = size - 1, hl;
+	char head[64];
+
+	buf[at] = '\0';
+	for (unsigned depth = 0; t && depth < 64; depth++) {
+		const char *name = token_name_ptr(t);
+		size_t n = strlen(name), sep = t != o;
+
+		if (n + sep + 4 > at)
+			break; /* room for "...:" stays */
+		at -= sep;
+		if (sep)
+			buf[at] = ':';
+		at -= n;
+		memcpy(buf + at, name, n);
+		t = t->nparents ? listener_owner(&t->links[0].node) : NULL;
+	}
+	if (t) {
+		at -= 4;
+		memcpy(buf + at, t == o ? "... " : "...:", 4);
+	}
+	hl = (size_t)snprintf(head, sizeof(head), "%s[%d]/",
+			      program_invocation_short_name, (int)self_pid);
+	hl = hl < sizeof(head) ? hl : sizeof(head) - 1;
+	hl = hl < at ? hl : at;
+	memmove(buf + hl, buf + at, size - at);
+	memcpy(buf, head, hl);
+}
+
+/* The record of tok's cause: its origin's, forwarded unchanged when it
+ * came from another process. */
+static void cause_record(struct cfd_token *tok, struct wire_cause *c)
+{
+	struct cfd_token *o = token_origin_wait(tok);
+	const struct cause_text *ct = o->cause;
+	int64_t age = cfd_now_coarse() - o->time;
+
+	memset(c, 0, offsetof(struct wire_cause, path));
+	c->type = WIRE_CAUSE;
+	c->reason = (int)token_reason(o);
+	c->signo = (int)token_signo(o);
+	c->age_ns = age > 0 ? age : 0;
+	c->code = ct ? ct->code : 0;
+	if (ct && (ct->flags & CAUSE_REMOTE)) {
+		c->pid = ct->pid;
+		c->has_path = ct->path != NULL;
+		if (ct->path)
+			snprintf(c->path, sizeof(c->path), "%s", ct->path);
+	} else {
+		c->pid = (int32_t)self_pid;
+		c->has_path = true;
+		origin_path(o, c->path, sizeof(c->path));
+	}
+	c->has_message = ct && ct->message;
+	if (c->has_message)
+		snprintf(c->message, sizeof(c->message), "%s", ct->message);
+}
+
+/* The record of a token freed untriggered: it is gone, from here. */
+static void gone_record(const struct cfd_token *tok, struct wire_cause *c)
+{
+	memset(c, 0, offsetof(struct wire_cause, path));
+	c->type = WIRE_GONE;
+	c->pid = (int32_t)self_pid;
+	c->has_path = true;
+	origin_path(tok, c->path, sizeof(c->path));
+	c->has_message = false;
+}
+
+/* Write the record (if any) and hang up: every holder of the read end
+ * sees the token triggered.  The record makes the pipe readable (POLLIN)
+ * as well as hung up (POLLHUP) for loops that look only at one; the
+ * hang-up is what no reader can undo. */
+static void pipe_export_close(struct pipe_export *e, const struct wire_cause *c)
+{
+	unsigned char buf[WIRE_MAX];
+	size_t len = c ? wire_encode(c, buf) : 0;
+
 	pthread_mutex_lock(&exports_lock);
 	if (e->wfd >= 0) {
-		write_no_sigpipe(e->wfd);
+		/* The pipe has a reader, e->rfd, until after the write: no
+		 * EPIPE, no SIGPIPE.  It is empty until now, and a record fits
+		 * in a pipe's smallest buffer (one page): the write is whole. */
+		if (len && write(e->wfd, buf, len) < 0) {
+			/* nothing to do: the hang-up still tells */
+		}
 		close(e->wfd);
 		close(e->rfd);
 		e->wfd = e->rfd = -1;
@@ -129,8 +240,10 @@ static void pipe_export_close(struct pipe_export *e)
 
 static void pipe_export_triggered(struct cfd_token *tok, void *userdata)
 {
-	(void)tok;
-	pipe_export_close(userdata);
+	struct wire_cause c;
+
+	cause_record(tok, &c);
+	pipe_export_close(userdata, &c);
 }
 
 static void pipe_export_done(struct cfd_registration *reg)
@@ -139,12 +252,14 @@ static void pipe_export_done(struct cfd_registration *reg)
 }
 
 /* A token freed untriggered can never trigger: hang up too, so that the
- * other side is not left waiting forever (as when this process dies). */
+ * other side is not left waiting for ever, and say so. */
 static void pipe_export_released(struct cfd_registration *reg)
 {
 	struct pipe_export *e = container_of(reg, struct pipe_export, reg);
+	struct wire_cause c;
 
-	pipe_export_close(e);
+	gone_record(listener_owner(&reg->node), &c);
+	pipe_export_close(e, &c);
 	free(e);
 }
 
@@ -215,8 +330,13 @@ static int export_pipe(struct cfd_token *tok, unsigned flags)
 	e->reg.on_done = pipe_export_done;
 	if (fd < 0 || registration_add(&e->reg, tok, REG_EXPORT_PIPE,
 				       pipe_export_triggered, e)) {
-		/* Failed, or triggered already: the read end hangs up. */
-		pipe_export_close(e);
+		/* Failed, or triggered already: the read end hangs up, with
+		 * the cause if there is one. */
+		struct wire_cause c;
+
+		if (fd >= 0)
+			cause_record(tok, &c);
+		pipe_export_close(e, fd >= 0 ? &c : NULL);
 		free(e);
 	}
 	return fd;
@@ -334,90 +454,33 @@ CFD_EXPORT int cfd_token_export_fd(struct cfd_token *tok, struct cfd_watcher *w,
 	return export_pipe(tok, flags);
 }
 
-/* ---- import ---- */
+/* ---- to a program started by exec ---- */
 
-CFD_EXPORT int cfd_token_import_fd(struct cfd_token **ret, int fd,
-				   const char *name, struct cfd_watcher *w)
+CFD_EXPORT int cfd_token_export_env(struct cfd_token *tok,
+				    struct cfd_watcher *w)
 {
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	struct cfd_token *tok;
-	int r;
+	char num[16], dl[64];
+	int64_t deadline;
+	int fd;
 
-	if (!ret)
-		return -EINVAL;
+	fd = cfd_token_export_fd(tok, w, CFD_EXPORT_INHERIT);
 	if (fd < 0)
-		return -EBADF;
-	if (w) {
-		r = watcher_check(w);
-		if (r < 0)
-			return r;
-	}
-	{
-		struct stat st;
+		return fd;
+	snprintf(num, sizeof(num), "%d", fd);
+	deadline = token_deadline(tok);
+	wire_deadline_format(wire_deadline_out(deadline), dl, sizeof(dl));
+	/* No deadline: none in the environment either, not even one this
+	 * process inherited. */
+	if (setenv(CFD_ENV, num, 1) < 0 ||
+	    (deadline == INT64_MAX ? unsetenv(CFD_ENV_DEADLINE)
+				   : setenv(CFD_ENV_DEADLINE, dl, 1)) < 0) {
+		int r = -errno;
 
-		/* Always "readable", and epoll refuses them. */
-		if (fstat(fd, &st) < 0)
-			return -errno;
-		if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
-			return -EPERM;
-	}
-	r = cfd_token_new(&tok, name);
-	if (r < 0)
+		unsetenv(CFD_ENV);
+		close(fd);
 		return r;
-	/* Already readable or hung up: the other side triggered (or went
-	 * away) before us.  Born triggered, with no source. */
-	if (poll(&p, 1, 0) == 1) {
-		if (p.revents & POLLNVAL) {
-			cfd_token_unref(tok);
-			return -EBADF;
-		}
-		token_trigger(tok, CFD_REASON_FD, 0, NULL);
-	} else {
-		r = cfd_source_add_fd(NULL, tok, w, fd);
-		if (r < 0) {
-			cfd_token_unref(tok);
-			return r;
-		}
 	}
-	*ret = tok;
-	return 0;
-}
-
-/*
- * Only pipes (watch-only exports) and eventfds (shared exports) are token
- * fds.  -EBADF when fd is not open, -EBADFD when it is something else.
- */
-static int check_token_fd(int fd)
-{
-	char path[64], target[64];
-	struct stat st;
-	ssize_t n;
-
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	/* A watch-only export is a pipe's read end; its write end is not a
-	 * token fd (and closing it would end someone's output). */
-	if (S_ISFIFO(st.st_mode))
-		return (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY ? 0
-								    : -EBADFD;
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
-		return -EBADFD;
-	target[n] = '\0';
-	return strcmp(target, "anon_inode:[eventfd]") == 0 ? 0 : -EBADFD;
-}
-
-/* Import an fd this call owns: it is closed whatever happens. */
-static int import_owned(struct cfd_token **ret, int fd, const char *name,
-			struct cfd_watcher *w)
-{
-	int r = check_token_fd(fd);
-
-	if (r == 0)
-		r = cfd_token_import_fd(ret, fd, name, w);
-	close(fd);
-	return r;
+	return fd;
 }
 
 /* ---- over a Unix socket ---- */
@@ -425,8 +488,8 @@ static int import_owned(struct cfd_token **ret, int fd, const char *name,
 CFD_EXPORT int cfd_token_send(int sock, struct cfd_token *tok,
 			      struct cfd_watcher *w, unsigned flags)
 {
-	char byte = 'c';
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	unsigned char payload[WIRE_SEND_SIZE];
+	struct iovec iov = { .iov_base = payload, .iov_len = sizeof(payload) };
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
@@ -448,6 +511,8 @@ CFD_EXPORT int cfd_token_send(int sock, struct cfd_token *tok,
 	fd = cfd_token_export_fd(tok, w, flags);
 	if (fd < 0)
 		return fd;
+	/* The deadline as remaining time, measured now. */
+	wire_send_encode(wire_deadline_out(token_deadline(tok)), payload);
 	memset(&ctl, 0, sizeof(ctl));
 	c = CMSG_FIRSTHDR(&msg);
 	c->cmsg_level = SOL_SOCKET;
@@ -460,102 +525,4 @@ CFD_EXPORT int cfd_token_send(int sock, struct cfd_token *tok,
 	n = n < 0 ? -errno : 0;
 	close(fd); /* the receiver has its own copy now */
 	return (int)n;
-}
-
-CFD_EXPORT int cfd_token_recv(struct cfd_token **ret, int sock,
-			      const char *name, struct cfd_watcher *w)
-{
-	char byte;
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
-		struct cmsghdr align;
-	} ctl;
-	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = ctl.buf,
-		.msg_controllen = sizeof(ctl.buf),
-	};
-	int fd = -1, extra = 0;
-	ssize_t n;
-
-	_Static_assert(sizeof(ctl.buf) == CMSG_SPACE(sizeof(int) * 4),
-		       "room for the 4 fds the -EMFILE test counts on");
-	if (!ret)
-		return -EINVAL;
-	if (sock < 0)
-		return -EBADF;
-	do
-		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	/* Take every fd that came, so that none leaks, and keep the first. */
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c;
-	     c = CMSG_NXTHDR(&msg, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		for (size_t i = 0;
-		     i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-			int got;
-
-			memcpy(&got, CMSG_DATA(c) + i * sizeof(int),
-			       sizeof(int));
-			if (fd < 0) {
-				fd = got;
-			} else {
-				close(got);
-				extra++;
-			}
-		}
-	}
-	if (n == 0 && fd < 0)
-		return -ECONNRESET; /* the peer closed without sending */
-	if (fd < 0 || extra || (msg.msg_flags & MSG_CTRUNC)) {
-		if (fd >= 0)
-			close(fd);
-		/* Truncated with room to spare: the kernel could not install
-		 * what came (RLIMIT_NOFILE), not "more than fit". */
-		if ((msg.msg_flags & MSG_CTRUNC) && extra + (fd >= 0) < 4)
-			return -EMFILE;
-		return -EPROTO; /* not one token fd */
-	}
-	return import_owned(ret, fd, name, w);
-}
-
-/* ---- through exec ---- */
-
-CFD_EXPORT int cfd_token_from_env(struct cfd_token **ret, const char *name,
-				  struct cfd_watcher *w)
-{
-	const char *v;
-	long fd = 0;
-	bool ok;
-	int r;
-
-	if (!ret)
-		return -EINVAL;
-	v = getenv(CFD_ENV);
-	if (!v)
-		return -ENOENT;
-	/* Decimal digits only (strtol would take blanks and a sign). */
-	ok = *v != '\0' && strlen(v) <= 10;
-	for (const char *c = v; ok && *c; c++) {
-		ok = *c >= '0' && *c <= '9';
-		fd = fd * 10 + (*c - '0');
-	}
-	ok = ok && fd <= INT_MAX;
-	/* Read once: whatever it says, it is not for our children. */
-	unsetenv(CFD_ENV);
-	if (!ok)
-		return -EINVAL;
-	if (fcntl((int)fd, F_GETFD) < 0)
-		return -EBADF;
-	/* Something else than a token fd is probably the program's own fd
-	 * (stdout, a log) named by a stale variable: leave it open. */
-	r = check_token_fd((int)fd);
-	if (r < 0)
-		return r;
-	return import_owned(ret, (int)fd, name, w);
 }

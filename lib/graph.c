@@ -38,7 +38,7 @@ static void visit_child(struct fanout *f, struct cfd_token *c,
 	uint32_t won;
 
 	if (atomic_load_explicit(&c->word, memory_order_relaxed) & ST_ALL_OF) {
-		if (atomic_fetch_sub(&c->all_of_pending, 1) != 1)
+		if (atomic_fetch_sub(token_all_of_pending(c), 1) != 1)
 			return;
 		reason = CFD_REASON_ALL_OF;
 	}
@@ -149,7 +149,7 @@ static int token_any_of(struct cfd_token **ret, const char *name,
 	struct cfd_token *t;
 	bool born = false;
 
-	t = token_alloc(name, name_len, name2, n);
+	t = token_alloc(name, name_len, name2, n, false);
 	if (!t)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
@@ -266,17 +266,16 @@ CFD_EXPORT int cfd_token_all_of(struct cfd_token **ret, const char *name,
 	r = check_name(&name, &len);
 	if (r < 0)
 		return r;
-	t = token_alloc(name, len, NULL, n);
+	t = token_alloc(name, len, NULL, n, true);
 	if (!t)
 		return -ENOMEM;
-	atomic_fetch_or(&t->word, (uint64_t)ST_ALL_OF);
 	/* One count per parent, plus one held while linking so that
 	 * parents firing meanwhile cannot complete the count early. */
-	atomic_init(&t->all_of_pending, (uint32_t)n + 1);
+	atomic_init(token_all_of_pending(t), (uint32_t)n + 1);
 	for (size_t i = 0; i < n; i++)
 		if (link_parent(t, i, toks[i]))
-			atomic_fetch_sub(&t->all_of_pending, 1);
-	if (atomic_fetch_sub(&t->all_of_pending, 1) == 1) {
+			atomic_fetch_sub(token_all_of_pending(t), 1);
+	if (atomic_fetch_sub(token_all_of_pending(t), 1) == 1) {
 		struct cfd_token *o = latest_origin(toks, n);
 
 		token_born_triggered(t, CFD_REASON_ALL_OF, o, token_signo(o));

@@ -148,20 +148,40 @@ _Static_assert(ST_SIGNO_SHIFT + ST_SIGNO_BITS == ST_GEN_SHIFT,
 _Static_assert(ST_GEN_SHIFT + 12 == 32, "the generation fills the state");
 _Static_assert(CFD_GEN_MASK == (1u << (32 - ST_GEN_SHIFT)) - 1,
 	       "a generation fits its field");
-#define REASON_LAST CFD_REASON_ALL_OF /* the highest reason there is */
+#define REASON_LAST CFD_REASON_GONE /* the highest reason there is */
 _Static_assert(REASON_LAST < (1u << ST_REASON_BITS), "reasons fit");
 _Static_assert(_NSIG <= (1u << ST_SIGNO_BITS), "signal numbers fit");
+
+/*
+ * What a trigger records beyond its reason and signal, when it has more: a
+ * message, an application's code, or a cause that came from another
+ * process.  One allocation, owned by the token it was recorded on (the
+ * origin); never changed after.  A trigger that cannot allocate it still
+ * triggers, without it: cancellation does not fail for want of memory.
+ */
+struct cause_text {
+	int32_t code;	     /* the application's; 0: none */
+	int32_t pid;	     /* remote: the process it started in; 0: unknown */
+	uint32_t flags;	     /* CAUSE_REMOTE */
+	const char *path;    /* remote: "comm[pid]/origin", or NULL */
+	const char *message; /* or NULL */
+	char buf[];	     /* path and message */
+};
+
+#define CAUSE_REMOTE (1u << 0) /* it came from another process */
 
 struct cfd_token {
 	_Atomic uint64_t word; /* state and reference count, see above */
 	_Atomic int fd;	       /* eventfd, or -1 until someone asks */
 	uint32_t nparents;     /* entries in links[] */
-	_Atomic uint32_t all_of_pending; /* all-of: parents not yet fired */
 	/* The cause.  origin is written last (release), so a non-NULL origin
-	 * means time and message are readable. */
+	 * means time and cause are readable. */
 	struct cfd_token *_Atomic origin;
-	int64_t time;  /* meaningful on an origin only */
-	char *message; /* owned; meaningful on an origin only */
+	int64_t time;		  /* meaningful on an origin only */
+	struct cause_text *cause; /* owned; on an origin only; or NULL */
+	/* Its own deadline (timeout sources, an import), CLOCK_MONOTONIC;
+	 * INT64_MAX: none.  Changed under the token's lock. */
+	_Atomic int64_t deadline;
 	struct listener *_Atomic listeners;
 	/* The token's place on one of three lists, never on two at once:
 	 * a fan-out's stack (triggered, waiting to be walked: graph.c), a
@@ -169,8 +189,16 @@ struct cfd_token {
 	 * for its fan-out: watcher.c), the release list (its count reached
 	 * zero: token.c).  Each list holds a reference, or is the release. */
 	struct cfd_token *work_next;
-	struct link links[]; /* followed by the name */
+	/* Then, for an all-of token, its count of parents not yet fired
+	 * (ALL_OF_SLOT bytes); then the name. */
+	struct link links[];
 };
+
+/* 64 bytes: with one parent link and a short name, a child token is a
+ * 112-byte malloc chunk (the benchmark's memory row). */
+_Static_assert(sizeof(struct cfd_token) == 64, "a token's fixed part");
+
+#define ALL_OF_SLOT 8 /* keeps the name 8-aligned, as without it */
 
 /* The futex word: the low half of the token's word. */
 static inline _Atomic uint32_t *token_futex_word(struct cfd_token *t)
@@ -182,9 +210,18 @@ static inline _Atomic uint32_t *token_futex_word(struct cfd_token *t)
 #endif
 }
 
+static inline uint32_t token_state(const struct cfd_token *t);
+
+static inline _Atomic uint32_t *token_all_of_pending(struct cfd_token *t)
+{
+	return (_Atomic uint32_t *)(void *)(t->links + t->nparents);
+}
+
 static inline const char *token_name_ptr(const struct cfd_token *t)
 {
-	return (const char *)(t->links + t->nparents);
+	const char *end = (const char *)(t->links + t->nparents);
+
+	return (token_state(t) & ST_ALL_OF) ? end + ALL_OF_SLOT : end;
 }
 
 static inline uint32_t token_state(const struct cfd_token *t)
@@ -280,7 +317,7 @@ char *cfd_strdup(const char *s);
 int64_t cfd_now(void);
 int64_t cfd_now_coarse(void);
 struct cfd_token *token_alloc(const char *name, size_t name_len,
-			      const char *name2, size_t nparents);
+			      const char *name2, size_t nparents, bool all_of);
 bool token_try_ref(struct cfd_token *t);
 void token_fd_write(struct cfd_token *t);
 /* The origin of a triggered token: published right after the winning
@@ -340,9 +377,26 @@ static inline void token_publish(struct cfd_token *t, struct cfd_token *origin,
  * it is not its ancestor.  1 or 0.
  */
 int token_trigger_from(struct cfd_token *t, struct cfd_token *from);
-/* Trigger with a cause and run the fan-out and callbacks.  1 or 0. */
+/* Trigger with a cause (cause owned: freed if this call does not win) and
+ * run the fan-out and callbacks.  1 or 0.  _at: it triggered at time (a
+ * trigger time that came from another process), not now. */
 int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
-		  char *message);
+		  struct cause_text *cause);
+int token_trigger_at(struct cfd_token *t, unsigned reason, unsigned signo,
+		     struct cause_text *cause, int64_t time);
+
+/* cause.c */
+/* A cause record, or NULL without memory (or with nothing to record). */
+struct cause_text *cause_text_new(int32_t code, const char *message,
+				  const char *path, int32_t pid,
+				  uint32_t flags);
+/* The token's own deadline: lowered to when if that is earlier, or set;
+ * under the token's lock. */
+void token_deadline_lower(struct cfd_token *t, int64_t when);
+void token_deadline_set(struct cfd_token *t, int64_t when);
+/* Its effective deadline (ancestors' included), INT64_MAX: none.  Takes
+ * no lock: usable in a forked child's atfork handler. */
+int64_t token_deadline(const struct cfd_token *t);
 
 /* graph.c: the fan-out */
 struct fanout {
@@ -412,6 +466,11 @@ int registration_add(struct cfd_registration *reg, struct cfd_token *t,
 /* The first internal registration of that kind on t, under t's lock. */
 struct cfd_registration *registration_find_locked(struct cfd_token *t,
 						  enum reg_kind kind);
+/* Every internal registration of that kind on t, under t's lock. */
+void registration_each_locked(struct cfd_token *t, enum reg_kind kind,
+			      void (*fn)(struct cfd_registration *reg,
+					 void *arg),
+			      void *arg);
 /*
  * Take an internal registration off its token for good: on return its
  * callback is not running (unless in this very thread) and never will.

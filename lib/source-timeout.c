@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Timeout and deadline sources: a timer of the watcher's heap, triggering
- * the token with CFD_REASON_TIMEOUT when it passes.
+ * the token with CFD_REASON_TIMEOUT when it passes.  Its time is the
+ * source's deadline (see source.h).
  */
 #define _GNU_SOURCE
 
@@ -56,6 +57,7 @@ CFD_EXPORT int cfd_source_add_deadline(struct cfd_source **ret,
 	}
 	watcher_timer_init(&p.entry, &source_entry_ops);
 	p.entry.timer.when = deadline_ns;
+	p.deadline = deadline_ns;
 	return source_add(ret, tok, w, &p);
 }
 

@@ -179,6 +179,8 @@ int source_add(struct cfd_source **ret, struct cfd_token *tok,
 	}
 	*src = *proto;
 	atomic_init(&src->refs, 1); /* the handle, or this function's */
+	if (!proto->deadline)
+		atomic_init(&src->deadline, INT64_MAX);
 	atomic_init(&src->firing, 0);
 	atomic_init(&src->firing_in, NULL);
 	src->w = w;
@@ -214,6 +216,9 @@ int source_add(struct cfd_source **ret, struct cfd_token *tok,
 			*ret = NULL;
 		return 0;
 	}
+	if (atomic_load_explicit(&src->deadline, memory_order_relaxed) !=
+	    INT64_MAX)
+		token_deadline_lower(tok, atomic_load(&src->deadline));
 	if (ret)
 		*ret = src;
 	else
@@ -226,6 +231,29 @@ fail:
 		proto->kind->release(&tmp);
 	}
 	return r;
+}
+
+/* ---- the token's own deadline ---- */
+
+static void earliest_of(struct cfd_registration *reg, void *arg)
+{
+	struct cfd_source *src = container_of(reg, struct cfd_source, reg);
+	int64_t *min = arg, d = atomic_load(&src->deadline);
+
+	if (d < *min)
+		*min = d;
+}
+
+/* A source that stood for a deadline is gone: the token's own deadline is
+ * the earliest of the sources it still has. */
+void token_deadline_recompute(struct cfd_token *tok)
+{
+	int64_t min = INT64_MAX;
+
+	token_lock(tok);
+	registration_each_locked(tok, REG_SOURCE, earliest_of, &min);
+	atomic_store_explicit(&tok->deadline, min, memory_order_relaxed);
+	token_unlock(tok);
 }
 
 /* ---- freeing ---- */
@@ -252,8 +280,12 @@ CFD_EXPORT struct cfd_source *cfd_source_free(struct cfd_source *src)
 		registration_remove(&src->reg);
 	source_detach(src);
 	source_wait_idle(src);
-	if (tok)
+	if (tok) {
+		if (atomic_load_explicit(&src->deadline,
+					 memory_order_relaxed) != INT64_MAX)
+			token_deadline_recompute(tok);
 		cfd_token_unref(tok);
+	}
 	source_unref(src);
 	return NULL;
 }

@@ -66,6 +66,11 @@ struct cfd_source {
 			int fd; /* our dup */
 		} fd;
 	};
+	/* The deadline the source stands for (a timeout's, an import's), or
+	 * INT64_MAX: the token's own deadline is the earliest of its
+	 * sources' (cfd_token_deadline()).  Readable without the watcher's
+	 * lock. */
+	_Atomic int64_t deadline;
 };
 
 #define FIRING 1u
@@ -85,6 +90,9 @@ int source_add(struct cfd_source **ret, struct cfd_token *tok,
 /* The checks every add starts with: -errno, 1 when tok has triggered
  * (nothing to watch: *ret is set to NULL and the add returns 0), else 0. */
 int source_check_token(struct cfd_token *tok, struct cfd_source **ret);
+
+/* The token's own deadline from the sources it has (with tok pinned). */
+void token_deadline_recompute(struct cfd_token *tok);
 
 /* The wentry ops of every source (source.c), for the kinds' inits. */
 extern const struct wentry_ops source_entry_ops;

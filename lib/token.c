@@ -175,12 +175,13 @@ int listener_add(struct cfd_token *t, struct listener *n, uint64_t add)
 /* ---- life cycle ---- */
 
 /*
- * One allocation holds the token, its parent links and its name, so that a
- * token without an fd stays within a 112-byte malloc chunk for short names.
- * name2, when given, is appended after a ':' (chains are named "a:b").
+ * One allocation holds the token, its parent links (and an all-of's
+ * count) and its name, so that a token without an fd stays within a
+ * 112-byte malloc chunk for short names.  name2, when given, is appended
+ * after a ':' (chains are named "a:b").
  */
 struct cfd_token *token_alloc(const char *name, size_t name_len,
-			      const char *name2, size_t nparents)
+			      const char *name2, size_t nparents, bool all_of)
 {
 	size_t len2 = name2 ? strlen(name2) : 0;
 	size_t total_name = name_len + (name2 ? 1 + len2 : 0);
@@ -189,17 +190,18 @@ struct cfd_token *token_alloc(const char *name, size_t name_len,
 
 	if (total_name > CFD_NAME_MAX)
 		total_name = CFD_NAME_MAX; /* chains of chains: truncate */
-	t = malloc(sizeof(*t) + nparents * sizeof(struct link) + total_name +
-		   1);
+	t = malloc(sizeof(*t) + nparents * sizeof(struct link) +
+		   (all_of ? ALL_OF_SLOT : 0) + total_name + 1);
 	if (!t)
 		return NULL;
-	atomic_init(&t->word, REF_ONE | (cfd_generation() << ST_GEN_SHIFT));
+	atomic_init(&t->word, REF_ONE | (all_of ? ST_ALL_OF : 0) |
+				  (cfd_generation() << ST_GEN_SHIFT));
 	atomic_init(&t->fd, -1);
 	t->nparents = (uint32_t)nparents;
-	atomic_init(&t->all_of_pending, 0);
 	atomic_init(&t->origin, NULL);
 	t->time = 0;
-	t->message = NULL;
+	t->cause = NULL;
+	atomic_init(&t->deadline, INT64_MAX);
 	atomic_init(&t->listeners, NULL);
 	t->work_next = NULL;
 	p = (char *)token_name_ptr(t);
@@ -228,7 +230,7 @@ CFD_EXPORT int cfd_token_new(struct cfd_token **ret, const char *name)
 	if (len > CFD_NAME_MAX)
 		return -EINVAL;
 	cfd_process_init();
-	t = token_alloc(name, len, NULL, 0);
+	t = token_alloc(name, len, NULL, 0, false);
 	if (!t)
 		return -ENOMEM;
 	*ret = t;
@@ -290,8 +292,7 @@ static void token_release(struct cfd_token *t)
 		if (token_state(t) & ST_HAS_FD)
 			close(
 			    atomic_load_explicit(&t->fd, memory_order_relaxed));
-		if (t->message)
-			free(t->message);
+		free(t->cause);
 		if (token_state(t) & ST_ORIGIN_HELD) {
 			struct cfd_token *o = atomic_load(&t->origin);
 
@@ -346,8 +347,8 @@ void token_fd_write(struct cfd_token *t)
 	}
 }
 
-int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
-		  char *message)
+int token_trigger_at(struct cfd_token *t, unsigned reason, unsigned signo,
+		     struct cause_text *cause, int64_t time)
 {
 	/* A token with listeners is walked under its lock: take the lock in
 	 * the trigger's own compare-and-swap when it looks worth it. */
@@ -356,15 +357,21 @@ int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
 	struct fanout f;
 
 	if (!won) {
-		free(message);
+		free(cause);
 		return 0;
 	}
-	t->time = cfd_now_coarse();
-	t->message = message;
+	t->time = time;
+	t->cause = cause;
 	token_publish(t, t, won);
 	fanout_init(&f);
 	fanout_run(&f, t, won & ST_LOCKED);
 	return 1;
+}
+
+int token_trigger(struct cfd_token *t, unsigned reason, unsigned signo,
+		  struct cause_text *cause)
+{
+	return token_trigger_at(t, reason, signo, cause, cfd_now_coarse());
 }
 
 int token_trigger_from(struct cfd_token *t, struct cfd_token *from)
@@ -394,21 +401,24 @@ CFD_EXPORT int cfd_token_trigger(struct cfd_token *tok)
 	return r < 0 ? r : token_trigger(tok, CFD_REASON_MANUAL, 0, NULL);
 }
 
-CFD_EXPORT int cfd_token_trigger_msg(struct cfd_token *tok, const char *message)
+CFD_EXPORT int cfd_token_trigger_code(struct cfd_token *tok, int code,
+				      const char *message)
 {
-	char *copy = NULL;
-	int r;
+	int r = token_validate(tok);
 
-	r = token_validate(tok);
 	if (r < 0)
 		return r;
 	if (token_state(tok) & ST_TRIGGERED)
 		return 0;
-	/* Cancellation must not fail: without memory for the copy the
-	 * token still triggers, with no message. */
-	if (message)
-		copy = cfd_strdup(message);
-	return token_trigger(tok, CFD_REASON_MANUAL, 0, copy);
+	/* Without memory for the record the token still triggers, with no
+	 * code and no message. */
+	return token_trigger(tok, CFD_REASON_MANUAL, 0,
+			     cause_text_new(code, message, NULL, 0, 0));
+}
+
+CFD_EXPORT int cfd_token_trigger_msg(struct cfd_token *tok, const char *message)
+{
+	return cfd_token_trigger_code(tok, 0, message);
 }
 
 CFD_EXPORT int cfd_token_trigger_from(struct cfd_token *tok,
@@ -536,90 +546,6 @@ CFD_EXPORT int cfd_token_fd(struct cfd_token *tok)
 	}
 	token_fd_publish(tok, fd, was);
 	return fd;
-}
-
-/* ---- the cause ---- */
-
-struct cfd_token *token_origin_wait(const struct cfd_token *t)
-{
-	struct cfd_token *o;
-
-	if (!(token_state(t) & ST_TRIGGERED))
-		return NULL;
-	while (!(o = atomic_load_explicit(&t->origin, memory_order_acquire)))
-		sched_yield();
-	return o;
-}
-
-CFD_EXPORT int cfd_token_reason(const struct cfd_token *tok)
-{
-	int r;
-
-	r = token_validate(tok);
-	if (r < 0)
-		return r;
-	if (!(token_state(tok) & ST_TRIGGERED))
-		return CFD_REASON_NONE;
-	return (int)token_reason(tok);
-}
-
-CFD_EXPORT struct cfd_token *cfd_token_origin(const struct cfd_token *tok)
-{
-	if (!tok || token_check_process(tok) < 0)
-		return NULL;
-	return token_origin_wait(tok);
-}
-
-CFD_EXPORT const char *cfd_token_message(const struct cfd_token *tok)
-{
-	struct cfd_token *o;
-
-	if (!tok || token_check_process(tok) < 0)
-		return NULL;
-	o = token_origin_wait(tok);
-	return o ? o->message : NULL;
-}
-
-CFD_EXPORT int cfd_token_signal(const struct cfd_token *tok)
-{
-	int r;
-
-	r = token_validate(tok);
-	if (r < 0)
-		return r;
-	return (int)token_signo(tok);
-}
-
-CFD_EXPORT int64_t cfd_token_trigger_time(const struct cfd_token *tok)
-{
-	struct cfd_token *o;
-	int r;
-
-	r = token_validate(tok);
-	if (r < 0)
-		return r;
-	o = token_origin_wait(tok);
-	return o ? o->time : 0;
-}
-
-CFD_EXPORT const char *cfd_reason_name(int reason)
-{
-	static const char *const names[] = {
-		[CFD_REASON_NONE] = "none",
-		[CFD_REASON_MANUAL] = "manual",
-		[CFD_REASON_TIMEOUT] = "timeout",
-		[CFD_REASON_SIGNAL] = "signal",
-		[CFD_REASON_FD] = "fd",
-		[CFD_REASON_CONDITION] = "condition",
-		[CFD_REASON_PARENT] = "parent",
-		[CFD_REASON_ALL_OF] = "all-of",
-	};
-
-	/* Total: a reason from a newer library, or garbage, still prints. */
-	if (reason < 0 || (size_t)reason >= sizeof(names) / sizeof(names[0]) ||
-	    !names[reason])
-		return "unknown";
-	return names[reason];
 }
 
 char *cfd_strdup(const char *s)

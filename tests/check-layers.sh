@@ -2,10 +2,10 @@
 # SPDX-License-Identifier: MIT
 #
 # Description: the library's files call one way.  From the bottom:
-#   core     token.o graph.o callback.o version.o
+#   core     token.o graph.o callback.o cause.o version.o
 #   engine   watcher*.o                      (the watcher: epoll, timers, ...)
 #   sources  source*.o                       (source.c and one file per kind)
-#   export   export.o                        (uses fd sources)
+#   processes export.o import.o wire.o       (an import is a kind of source)
 #   uring    the objects of libcancelfd-uring: only the public API of
 #            libcancelfd (cfd_* symbols it exports) and liburing.
 # A file may use the symbols of its own layer and of the layers below it,
@@ -20,10 +20,10 @@ command -v nm >/dev/null 2>&1 || { echo "SKIP: no nm"; exit 77; }
 
 layer_of() {
 	case $1 in
-	token.c.o | graph.c.o | callback.c.o | version.c.o) echo 0 ;;
+	token.c.o | graph.c.o | callback.c.o | cause.c.o | version.c.o) echo 0 ;;
 	watcher*.o) echo 1 ;;
 	source*.o) echo 2 ;;
-	export.c.o) echo 3 ;;
+	export.c.o | import.c.o | wire.c.o) echo 3 ;;
 	*) echo "?" ;;
 	esac
 }

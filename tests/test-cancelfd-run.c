@@ -1213,11 +1213,13 @@ static int token_wait(void)
 	r = cfd_token_from_env(&tok, "cancelfd-run", NULL);
 	if (r < 0)
 		return 3;
-	r = cfd_token_wait(tok, CFD_SEC(20));
-	if (r == 0)
-		r = cfd_token_reason(tok) == CFD_REASON_FD ? 42 : 5;
-	else
+	if (cfd_token_wait(tok, CFD_SEC(20)) < 0)
 		r = 4;
+	else /* the runner's own cause: its timeout */
+		r = cfd_token_reason(tok) == CFD_REASON_TIMEOUT &&
+			    cfd_token_remote(tok)
+			? 42
+			: 5;
 	cfd_token_unref(tok);
 	/* _exit: no LeakSanitizer check at exit.  It stops this process
 	 * with ptrace, and the SIGCONT that cancelfd-run sends its process

@@ -257,7 +257,7 @@ static void *fd_maker_main(void *arg)
 START_TEST(test_fd_readable_once_trigger_returned)
 {
 	int rounds = T_TSAN ? 5000 : 100000;
-	struct fd_maker m = { 0 };
+	struct fd_maker m = { .tok = NULL };
 	unsigned seed = 11;
 	pthread_t th;
 
@@ -330,7 +330,7 @@ static void count_call(struct cfd_token *tok, void *userdata)
 START_TEST(test_add_while_triggering)
 {
 	int rounds = T_TSAN ? 5000 : 100000;
-	struct add_race a = { 0 };
+	struct add_race a = { .tok = NULL };
 	pthread_t th;
 
 	ck_assert_int_eq(pthread_create(&th, NULL, add_race_trigger, &a), 0);

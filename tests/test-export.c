@@ -264,7 +264,12 @@ START_TEST(test_export_freed_untriggered_hangs_up)
 	ck_assert(revents_of(fd, 0) & POLLHUP);
 	ck_assert_int_eq(cfd_token_import_fd(&imp, fd, "imp", NULL), 0);
 	ck_assert(cfd_token_triggered(imp));
-	ck_assert_int_eq(cfd_token_reason(imp), CFD_REASON_FD);
+	/* Gone, not cancelled: the exporter freed it untriggered, and said
+	 * who it was. */
+	ck_assert_int_eq(cfd_token_reason(imp), CFD_REASON_GONE);
+	ck_assert(cfd_token_remote(imp));
+	ck_assert_int_eq(cfd_token_origin_pid(imp), getpid());
+	ck_assert_ptr_nonnull(strstr(cfd_token_origin_path(imp), "]/owner"));
 	cfd_token_unref(imp);
 	close(fd);
 }
@@ -316,7 +321,7 @@ START_TEST(test_holder_read_hides_nothing)
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		char buf[16];
+		char buf[4096];
 
 		close(go[1]);
 		close(ready[0]);
@@ -326,7 +331,8 @@ START_TEST(test_holder_read_hides_nothing)
 		send_byte(ready[1]);
 		/* After: the byte, then end of file, for ever. */
 		C_CHECK(recv_byte(go[0], T_WAIT_MS));
-		C_CHECK(read(fd, buf, sizeof(buf)) == 1);
+		/* the cause record, then end of file */
+		C_CHECK(read(fd, buf, sizeof(buf)) > 0);
 		C_CHECK(read(fd, buf, sizeof(buf)) == 0);
 		C_CHECK(read(fd, buf, sizeof(buf)) == 0);
 		_exit(0);
@@ -347,6 +353,9 @@ START_TEST(test_holder_read_hides_nothing)
 	ck_assert_int_eq(revents_of(fd, 0), POLLHUP);
 	ck_assert_int_eq(cfd_token_import_fd(&imp, fd, "after-read", NULL), 0);
 	ck_assert(cfd_token_triggered(imp));
+	/* It took the record, so the cause is lost to the holders of this
+	 * fd: they read "gone" (cfd_token_export_fd(3) says so). */
+	ck_assert_int_eq(cfd_token_reason(imp), CFD_REASON_GONE);
 	cfd_token_unref(imp);
 	close(fd);
 	cfd_token_unref(tok);
@@ -377,7 +386,8 @@ START_TEST(test_cancel_child_process_inherited)
 		C_CHECK(!cfd_token_triggered(mine));
 		send_byte(ready[1]);
 		C_CHECK(cfd_token_wait(mine, CFD_MSEC(T_WAIT_MS)) == 0);
-		C_CHECK(cfd_token_reason(mine) == CFD_REASON_FD);
+		C_CHECK(cfd_token_reason(mine) == CFD_REASON_MANUAL);
+		C_CHECK(cfd_token_remote(mine));
 		_exit(0);
 	}
 	close(ready[1]);
@@ -512,7 +522,8 @@ START_TEST(test_cancel_child_process_socket)
 		C_CHECK(!cfd_token_triggered(got));
 		send_byte(ready[1]);
 		C_CHECK(cfd_token_wait(got, CFD_MSEC(T_WAIT_MS)) == 0);
-		C_CHECK(cfd_token_reason(got) == CFD_REASON_FD);
+		C_CHECK(cfd_token_reason(got) == CFD_REASON_MANUAL);
+		C_CHECK(cfd_token_remote(got));
 		C_CHECK(strcmp(cfd_token_name(got), "received") == 0);
 		cfd_token_unref(got);
 		_exit(0);
@@ -665,7 +676,11 @@ START_TEST(test_import_parent_of_local_tokens)
 
 	ck_assert_int_eq(cfd_token_trigger(remote), 1);
 	dispatch_until(w, imp);
-	ck_assert_int_eq(cfd_token_reason(imp), CFD_REASON_FD);
+	/* The exporter's cause, marked remote; the origin stays local. */
+	ck_assert_int_eq(cfd_token_reason(imp), CFD_REASON_MANUAL);
+	ck_assert(cfd_token_remote(imp));
+	ck_assert(cfd_token_remote(grand));
+	ck_assert_ptr_eq(cfd_token_origin(imp), imp);
 	ck_assert(cfd_token_triggered(kid));
 	ck_assert(cfd_token_triggered(grand));
 	ck_assert(cfd_token_triggered(chain));
@@ -698,9 +713,14 @@ START_TEST(test_import_reexport)
 	fb = cfd_token_export_fd(b, w, 0);
 	ck_assert_int_ge(fb, 0);
 	ck_assert_int_eq(cfd_token_import_fd(&c, fb, "c", w), 0);
-	cfd_token_trigger(a);
+	cfd_token_trigger_code(a, 503, "drain");
 	dispatch_until(w, c);
-	ck_assert_int_eq(cfd_token_reason(c), CFD_REASON_FD);
+	/* Forwarded through b unchanged: the cascade started at a. */
+	ck_assert_int_eq(cfd_token_reason(c), CFD_REASON_MANUAL);
+	ck_assert_int_eq(cfd_token_code(c), 503);
+	ck_assert_str_eq(cfd_token_message(c), "drain");
+	ck_assert_ptr_nonnull(strstr(cfd_token_origin_path(c), "]/a"));
+	ck_assert_int_eq(cfd_token_origin_pid(c), getpid());
 	close(fa);
 	close(fb);
 	cfd_token_unref(c);
@@ -827,7 +847,8 @@ START_TEST(test_chain_of_three_processes)
 			send_byte(ready[1]);
 			C_CHECK(cfd_token_wait(third, CFD_MSEC(T_WAIT_MS)) ==
 				0);
-			C_CHECK(cfd_token_reason(third) == CFD_REASON_FD);
+			C_CHECK(cfd_token_reason(third) == CFD_REASON_MANUAL);
+			C_CHECK(cfd_token_remote(third));
 			_exit(0);
 		}
 		close(f2);
@@ -881,7 +902,8 @@ static int env_child(int argc, char **argv)
 	send_byte(ready);
 	close(ready);
 	C_CHECK(cfd_token_wait(tok, CFD_MSEC(T_WAIT_MS)) == 0);
-	C_CHECK(cfd_token_reason(tok) == CFD_REASON_FD);
+	C_CHECK(cfd_token_reason(tok) == CFD_REASON_MANUAL);
+	C_CHECK(cfd_token_remote(tok));
 	cfd_token_unref(tok);
 	return 0;
 }

@@ -340,8 +340,8 @@ END_TEST
 START_TEST(test_reason_names)
 {
 	static const char *const want[] = {
-		"none", "manual",    "timeout", "signal",
-		"fd",	"condition", "parent",	"all-of",
+		"none",	     "manual", "timeout", "signal", "fd",
+		"condition", "parent", "all-of",  "gone",
 	};
 
 	ck_assert_str_eq(cfd_reason_name(CFD_REASON_NONE), "none");
@@ -352,11 +352,11 @@ START_TEST(test_reason_names)
 	ck_assert_str_eq(cfd_reason_name(CFD_REASON_CONDITION), "condition");
 	ck_assert_str_eq(cfd_reason_name(CFD_REASON_PARENT), "parent");
 	ck_assert_str_eq(cfd_reason_name(CFD_REASON_ALL_OF), "all-of");
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < 9; i++)
 		ck_assert_str_eq(cfd_reason_name(i), want[i]);
 	/* total: never NULL, a printf("%s") stays safe */
 	ck_assert_str_eq(cfd_reason_name(-1), "unknown");
-	ck_assert_str_eq(cfd_reason_name(8), "unknown");
+	ck_assert_str_eq(cfd_reason_name(9), "unknown");
 	ck_assert_str_eq(cfd_reason_name(INT_MAX), "unknown");
 	ck_assert_str_eq(cfd_reason_name(INT_MIN), "unknown");
 }

@@ -485,20 +485,15 @@ static void reserve_fds(struct run *r, int fd, int *reserved)
  * Returns 0, or an exit status. */
 static int spawn(struct run *r)
 {
-	char num[16], q[512];
+	char q[512];
 	int efd, e, status, reserved[WATCHER_FDS - 1];
 	pid_t pid;
 
-	efd = cfd_token_export_fd(r->tok, NULL, CFD_EXPORT_INHERIT);
+	/* CANCELFD and CANCELFD_DEADLINE, in the parent, before vfork:
+	 * setenv is not async-signal-safe. */
+	efd = cfd_token_export_env(r->tok, NULL);
 	if (efd < 0) {
 		say("cannot export the token: %s", strerror(-efd));
-		return RUN_EXIT_CANCELED;
-	}
-	snprintf(num, sizeof(num), "%d", efd);
-	/* In the parent, before vfork: setenv is not async-signal-safe. */
-	if (setenv(CFD_ENV, num, 1) < 0) {
-		say("cannot prepare the command: %s", strerror(errno));
-		close(efd);
 		return RUN_EXIT_CANCELED;
 	}
 	/* The fds the watcher will take once COMMAND runs, held now: too
@@ -508,6 +503,7 @@ static int spawn(struct run *r)
 		say("cannot start the watcher: %s", strerror(EMFILE));
 		close(efd);
 		unsetenv(CFD_ENV);
+		unsetenv(CFD_ENV_DEADLINE);
 		return RUN_EXIT_CANCELED;
 	}
 	r->exec_errno = 0;
@@ -520,6 +516,7 @@ static int spawn(struct run *r)
 		if (reserved[i] >= 0)
 			close(reserved[i]);
 	unsetenv(CFD_ENV);
+	unsetenv(CFD_ENV_DEADLINE);
 	if (pid < 0) {
 		say("fork system call failed: %s", strerror(e));
 		return RUN_EXIT_CANCELED;

@@ -184,6 +184,7 @@ void rows_fanout_fd(void);
 void rows_wake(void);
 void rows_uring(void);
 void rows_timer(void);
+void rows_export(void);
 
 /* Shared by rows-fanout.c and rows-life.c */
 size_t trees_for(size_t n);
