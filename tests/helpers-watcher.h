@@ -170,55 +170,6 @@ static inline TCase *tw_tcase_default(const char *name)
 	return tc;
 }
 
-/* ---- checks in a forked child ---- */
-
-static int tw_child_pipe = -1;
-
-static inline void tw_child_fail(int line, const char *expr)
-{
-	char buf[256];
-	int n = snprintf(buf, sizeof(buf), "line %d: %s", line, expr);
-
-	if (write(tw_child_pipe, buf, (size_t)n) < 0) {
-		/* the exit status still says it failed */
-	}
-	_exit(1);
-}
-
-#define TW_CHILD_CHECK(c)                            \
-	do {                                         \
-		if (!(c))                            \
-			tw_child_fail(__LINE__, #c); \
-	} while (0)
-
-/* Run fn(arg) in a child process; fail the test if a TW_CHILD_CHECK failed
- * there or the child did not exit 0. Returns nothing: the child's
- * failures are reported with the line and the expression. */
-static inline void tw_fork_check(void (*fn)(void *), void *arg)
-{
-	char buf[256] = "";
-	int p[2], status;
-	ssize_t n;
-	pid_t pid;
-
-	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		close(p[0]);
-		tw_child_pipe = p[1];
-		fn(arg);
-		_exit(0);
-	}
-	close(p[1]);
-	n = read(p[0], buf, sizeof(buf) - 1);
-	buf[n > 0 ? n : 0] = '\0';
-	close(p[0]);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "child failed (status %#x): %s", status, buf);
-}
-
 /* Wait until thread tid sleeps in the kernel in futex() (a lock or a
  * wait of the library): the race a test wants is then certain, not hoped
  * for. */

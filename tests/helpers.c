@@ -196,21 +196,60 @@ bool t_thread_sleeping(pid_t tid, int ms)
 	return false;
 }
 
+/* In a child of t_in_child(): the write end of the pipe that takes a
+ * failed T_CHILD_CHECK() to the test. */
+static int child_report = -1;
+
+void t_child_failed(const char *file, int line, const char *expr)
+{
+	char msg[512];
+	int n;
+
+	/* Neither stdio nor malloc: the child of a process with threads may
+	 * have inherited their locks held. */
+	n = snprintf(msg, sizeof(msg), "%s:%d: in the forked child %d: %s\n",
+		     file, line, (int)getpid(), expr);
+	if (n > (int)sizeof(msg) - 1)
+		n = (int)sizeof(msg) - 1;
+	/* (If a write fails, the exit status still says that it failed.) */
+	if (write(STDERR_FILENO, msg, (size_t)n) < 0) {
+	}
+	if (child_report >= 0 && write(child_report, msg, (size_t)n) < 0) {
+	}
+	_exit(1 + line % 250);
+}
+
 int t_in_child(int (*fn)(void *), void *arg)
 {
+	char report[512];
+	int status, p[2];
+	ssize_t n;
 	pid_t pid, w;
-	int status;
 
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
 	fflush(stdout);
 	fflush(stderr);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
-	if (pid == 0)
+	if (pid == 0) {
+		close(p[0]);
+		child_report = p[1];
 		_exit(fn(arg));
+	}
+	close(p[1]);
 	do
 		w = waitpid(pid, &status, 0);
 	while (w < 0 && errno == EINTR);
 	ck_assert_int_eq(w, pid);
+	/* Whatever the child said, without blocking: a process it made may
+	 * still hold the pipe. */
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	n = read(p[0], report, sizeof(report) - 1);
+	close(p[0]);
+	if (n > 0) {
+		report[n - (report[n - 1] == '\n')] = '\0';
+		ck_abort_msg("%s", report);
+	}
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);

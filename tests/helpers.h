@@ -52,21 +52,26 @@ pid_t t_gettid(void);
 
 /*
  * Fork; run fn(arg) in the child and _exit() with what it returns.  Returns
- * the child's exit status, or 128 + the signal that killed it.  Flushes
- * stdio first so that nothing is written twice.
+ * the child's exit status, or 128 + the signal that killed it; fails the
+ * test, with what failed and where, if a T_CHILD_CHECK() failed in the
+ * child.  Flushes stdio first so that nothing is written twice.
  */
 int t_in_child(int (*fn)(void *), void *arg);
 
-/* In a t_in_child() function: on failure, say where on stderr and return a
- * non-zero status (the line number, folded into 1..250). */
-#define T_CHILD_CHECK(cond)                                                 \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			fprintf(stderr, "%s:%d: in the forked child: %s\n", \
-				__FILE__, __LINE__, #cond);                 \
-			return 1 + __LINE__ % 250;                          \
-		}                                                           \
+/*
+ * A check in a forked child (run by t_in_child(), or by a bare fork() of
+ * the test), where Check's assertions cannot be used: on failure, say where
+ * (file, line, the expression, the child's pid) on stderr and, in a child
+ * of t_in_child(), to the test, and _exit() with a non-zero status (the
+ * line number, folded into 1..250).  Usable at any depth of calls.
+ */
+#define T_CHILD_CHECK(cond)                                        \
+	do {                                                       \
+		if (!(cond))                                       \
+			t_child_failed(__FILE__, __LINE__, #cond); \
 	} while (0)
+
+_Noreturn void t_child_failed(const char *file, int line, const char *expr);
 
 /* Sanitizers make everything slower, and ASan's quarantine makes memory
  * figures meaningless. */

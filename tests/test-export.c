@@ -33,16 +33,6 @@
 
 /* ---- processes ---- */
 
-/* In a forked child: report and leave without running Check's handlers. */
-#define C_CHECK(cond)                                                       \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			fprintf(stderr, "%s:%d: in child %d: failed: %s\n", \
-				__FILE__, __LINE__, (int)getpid(), #cond);  \
-			_exit(1);                                           \
-		}                                                           \
-	} while (0)
-
 static int open_pidfd(pid_t pid)
 {
 	return (int)syscall(SYS_pidfd_open, pid, 0);
@@ -287,8 +277,9 @@ START_TEST(test_holder_write_fails)
 		uint64_t one = 1;
 
 		/* Both a byte and what would trigger an eventfd. */
-		C_CHECK(write(fd, "x", 1) == -1 && errno == EBADF);
-		C_CHECK(write(fd, &one, sizeof(one)) == -1 && errno == EBADF);
+		T_CHILD_CHECK(write(fd, "x", 1) == -1 && errno == EBADF);
+		T_CHILD_CHECK(write(fd, &one, sizeof(one)) == -1 &&
+			      errno == EBADF);
 		_exit(0);
 	}
 	ck_assert_child_ok(pid);
@@ -322,13 +313,14 @@ START_TEST(test_holder_read_hides_nothing)
 		close(ready[0]);
 		/* Before the trigger: nothing to read, and reading does not
 		 * trigger. */
-		C_CHECK(read(fd, buf, sizeof(buf)) == -1 && errno == EAGAIN);
+		T_CHILD_CHECK(read(fd, buf, sizeof(buf)) == -1 &&
+			      errno == EAGAIN);
 		send_byte(ready[1]);
 		/* After: the byte, then end of file, for ever. */
-		C_CHECK(recv_byte(go[0], T_WAIT_MS));
-		C_CHECK(read(fd, buf, sizeof(buf)) == 1);
-		C_CHECK(read(fd, buf, sizeof(buf)) == 0);
-		C_CHECK(read(fd, buf, sizeof(buf)) == 0);
+		T_CHILD_CHECK(recv_byte(go[0], T_WAIT_MS));
+		T_CHILD_CHECK(read(fd, buf, sizeof(buf)) == 1);
+		T_CHILD_CHECK(read(fd, buf, sizeof(buf)) == 0);
+		T_CHILD_CHECK(read(fd, buf, sizeof(buf)) == 0);
 		_exit(0);
 	}
 	close(go[0]);
@@ -371,13 +363,13 @@ START_TEST(test_cancel_child_process_inherited)
 		struct cfd_token *mine;
 
 		close(ready[0]);
-		C_CHECK(cfd_token_import_fd(&mine, fd, "from-parent", NULL) ==
-			0);
+		T_CHILD_CHECK(
+		    cfd_token_import_fd(&mine, fd, "from-parent", NULL) == 0);
 		close(fd);
-		C_CHECK(!cfd_token_triggered(mine));
+		T_CHILD_CHECK(!cfd_token_triggered(mine));
 		send_byte(ready[1]);
-		C_CHECK(cfd_token_wait(mine, CFD_MSEC(T_WAIT_MS)) == 0);
-		C_CHECK(cfd_token_reason(mine) == CFD_REASON_FD);
+		T_CHILD_CHECK(cfd_token_wait(mine, CFD_MSEC(T_WAIT_MS)) == 0);
+		T_CHILD_CHECK(cfd_token_reason(mine) == CFD_REASON_FD);
 		_exit(0);
 	}
 	close(ready[1]);
@@ -410,8 +402,8 @@ START_TEST(test_forked_child_sees_parent_trigger)
 		 * hang up.  POLLHUP (not only the byte) proves it. */
 		close(ready[0]);
 		send_byte(ready[1]);
-		C_CHECK(poll(&p, 1, T_WAIT_MS) == 1);
-		C_CHECK(p.revents == POLLHUP);
+		T_CHILD_CHECK(poll(&p, 1, T_WAIT_MS) == 1);
+		T_CHILD_CHECK(p.revents == POLLHUP);
 		_exit(0);
 	}
 	close(ready[1]);
@@ -442,9 +434,9 @@ START_TEST(test_forked_child_parent_frees_token)
 		struct cfd_token *imp;
 
 		close(ready[0]);
-		C_CHECK(cfd_token_import_fd(&imp, fd, "imp", NULL) == 0);
+		T_CHILD_CHECK(cfd_token_import_fd(&imp, fd, "imp", NULL) == 0);
 		send_byte(ready[1]);
-		C_CHECK(cfd_token_wait(imp, CFD_MSEC(T_WAIT_MS)) == 0);
+		T_CHILD_CHECK(cfd_token_wait(imp, CFD_MSEC(T_WAIT_MS)) == 0);
 		_exit(0);
 	}
 	close(ready[1]);
@@ -468,10 +460,10 @@ START_TEST(test_parent_token_in_child_echild)
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		C_CHECK(cfd_token_export_fd(tok, NULL, 0) == -ECHILD);
-		C_CHECK(cfd_token_export_fd(tok, NULL, CFD_EXPORT_SHARED) ==
-			-ECHILD);
-		C_CHECK(cfd_token_send(sv[0], tok, NULL, 0) == -ECHILD);
+		T_CHILD_CHECK(cfd_token_export_fd(tok, NULL, 0) == -ECHILD);
+		T_CHILD_CHECK(cfd_token_export_fd(
+				  tok, NULL, CFD_EXPORT_SHARED) == -ECHILD);
+		T_CHILD_CHECK(cfd_token_send(sv[0], tok, NULL, 0) == -ECHILD);
 		_exit(0);
 	}
 	ck_assert_child_ok(pid);
@@ -503,17 +495,18 @@ START_TEST(test_cancel_child_process_socket)
 
 		close(sv[0]);
 		close(ready[0]);
-		C_CHECK(cfd_watcher_default(&dw) == 0);
+		T_CHILD_CHECK(cfd_watcher_default(&dw) == 0);
 		cfd_watcher_unref(dw);
 		before = t_count_fds();
-		C_CHECK(cfd_token_recv(&got, sv[1], "received", NULL) == 0);
+		T_CHILD_CHECK(cfd_token_recv(&got, sv[1], "received", NULL) ==
+			      0);
 		/* The received fd is closed; the watcher watches a dup. */
-		C_CHECK(t_count_fds() == before + 1);
-		C_CHECK(!cfd_token_triggered(got));
+		T_CHILD_CHECK(t_count_fds() == before + 1);
+		T_CHILD_CHECK(!cfd_token_triggered(got));
 		send_byte(ready[1]);
-		C_CHECK(cfd_token_wait(got, CFD_MSEC(T_WAIT_MS)) == 0);
-		C_CHECK(cfd_token_reason(got) == CFD_REASON_FD);
-		C_CHECK(strcmp(cfd_token_name(got), "received") == 0);
+		T_CHILD_CHECK(cfd_token_wait(got, CFD_MSEC(T_WAIT_MS)) == 0);
+		T_CHILD_CHECK(cfd_token_reason(got) == CFD_REASON_FD);
+		T_CHILD_CHECK(strcmp(cfd_token_name(got), "received") == 0);
 		cfd_token_unref(got);
 		_exit(0);
 	}
@@ -546,7 +539,7 @@ START_TEST(test_shared_outside_write_from_child)
 	if (pid == 0) {
 		uint64_t one = 1;
 
-		C_CHECK(write(fd, &one, sizeof(one)) == sizeof(one));
+		T_CHILD_CHECK(write(fd, &one, sizeof(one)) == sizeof(one));
 		_exit(0);
 	}
 	ck_assert_child_ok(pid);
@@ -609,15 +602,16 @@ START_TEST(test_shared_sent_and_written_by_receiver)
 		close(sv[0]);
 		/* Receive it by hand, to write it: a shared export is the
 		 * eventfd, and writing it is a real trigger. */
-		C_CHECK(recvmsg(sv[1], &msg, MSG_CMSG_CLOEXEC) == 1);
-		C_CHECK(CMSG_FIRSTHDR(&msg) != NULL);
+		T_CHILD_CHECK(recvmsg(sv[1], &msg, MSG_CMSG_CLOEXEC) == 1);
+		T_CHILD_CHECK(CMSG_FIRSTHDR(&msg) != NULL);
 		memcpy(&efd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
-		C_CHECK(is_eventfd(efd));
-		C_CHECK(cfd_token_import_fd(&got, efd, "mine", NULL) == 0);
-		C_CHECK(!cfd_token_triggered(got));
-		C_CHECK(write(efd, &one, sizeof(one)) == sizeof(one));
+		T_CHILD_CHECK(is_eventfd(efd));
+		T_CHILD_CHECK(cfd_token_import_fd(&got, efd, "mine", NULL) ==
+			      0);
+		T_CHILD_CHECK(!cfd_token_triggered(got));
+		T_CHILD_CHECK(write(efd, &one, sizeof(one)) == sizeof(one));
 		/* ... which this side sees too. */
-		C_CHECK(cfd_token_wait(got, CFD_MSEC(T_WAIT_MS)) == 0);
+		T_CHILD_CHECK(cfd_token_wait(got, CFD_MSEC(T_WAIT_MS)) == 0);
 		_exit(0);
 	}
 	close(sv[1]);
@@ -744,7 +738,7 @@ START_TEST(test_import_any_pollable)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		close(go[1]);
-		C_CHECK(recv_byte(go[0], T_WAIT_MS));
+		T_CHILD_CHECK(recv_byte(go[0], T_WAIT_MS));
 		_exit(0);
 	}
 	close(go[0]);
@@ -809,31 +803,32 @@ START_TEST(test_chain_of_three_processes)
 		pid_t p3;
 
 		close(ready[0]);
-		C_CHECK(cfd_watcher_new(&w) == 0);
-		C_CHECK(cfd_token_import_fd(&second, f1, "second", w) == 0);
+		T_CHILD_CHECK(cfd_watcher_new(&w) == 0);
+		T_CHILD_CHECK(cfd_token_import_fd(&second, f1, "second", w) ==
+			      0);
 		close(f1);
 		f2 = cfd_token_export_fd(second, w, 0);
-		C_CHECK(f2 >= 0);
+		T_CHILD_CHECK(f2 >= 0);
 		p3 = fork();
-		C_CHECK(p3 >= 0);
+		T_CHILD_CHECK(p3 >= 0);
 		if (p3 == 0) {
 			/* The third: imports the second. */
 			struct cfd_token *third;
 
-			C_CHECK(cfd_token_import_fd(&third, f2, "third",
-						    NULL) == 0);
+			T_CHILD_CHECK(cfd_token_import_fd(&third, f2, "third",
+							  NULL) == 0);
 			close(f2);
-			C_CHECK(!cfd_token_triggered(third));
+			T_CHILD_CHECK(!cfd_token_triggered(third));
 			send_byte(ready[1]);
-			C_CHECK(cfd_token_wait(third, CFD_MSEC(T_WAIT_MS)) ==
-				0);
-			C_CHECK(cfd_token_reason(third) == CFD_REASON_FD);
+			T_CHILD_CHECK(
+			    cfd_token_wait(third, CFD_MSEC(T_WAIT_MS)) == 0);
+			T_CHILD_CHECK(cfd_token_reason(third) == CFD_REASON_FD);
 			_exit(0);
 		}
 		close(f2);
 		close(ready[1]);
 		pfd = open_pidfd(p3);
-		C_CHECK(pfd >= 0);
+		T_CHILD_CHECK(pfd >= 0);
 		/* Until the third exits: dispatch when the watcher says. */
 		for (;;) {
 			struct pollfd p[2] = {
@@ -841,13 +836,14 @@ START_TEST(test_chain_of_three_processes)
 				{ .fd = cfd_watcher_fd(w), .events = POLLIN },
 			};
 
-			C_CHECK(poll(p, 2, T_WAIT_MS) > 0);
+			T_CHILD_CHECK(poll(p, 2, T_WAIT_MS) > 0);
 			if (p[0].revents)
 				break;
-			C_CHECK(cfd_watcher_dispatch(w) >= 0);
+			T_CHILD_CHECK(cfd_watcher_dispatch(w) >= 0);
 		}
-		C_CHECK(waitpid(p3, &st, 0) == p3);
-		C_CHECK(cfd_token_triggered(second)); /* it went through */
+		T_CHILD_CHECK(waitpid(p3, &st, 0) == p3);
+		T_CHILD_CHECK(
+		    cfd_token_triggered(second)); /* it went through */
 		_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 2);
 	}
 	close(f1);
@@ -869,19 +865,20 @@ static int env_child(int argc, char **argv)
 	char *env_fd;
 	int ready, inherited;
 
-	C_CHECK(argc == 3);
+	T_CHILD_CHECK(argc == 3);
 	ready = atoi(argv[2]);
 	env_fd = getenv(CFD_ENV);
-	C_CHECK(env_fd != NULL);
+	T_CHILD_CHECK(env_fd != NULL);
 	inherited = atoi(env_fd);
-	C_CHECK(cfd_token_from_env(&tok, "from-env", NULL) == 0);
-	C_CHECK(getenv(CFD_ENV) == NULL);			    /* unset */
-	C_CHECK(fcntl(inherited, F_GETFD) == -1 && errno == EBADF); /* closed */
-	C_CHECK(!cfd_token_triggered(tok));
+	T_CHILD_CHECK(cfd_token_from_env(&tok, "from-env", NULL) == 0);
+	T_CHILD_CHECK(getenv(CFD_ENV) == NULL); /* unset */
+	T_CHILD_CHECK(fcntl(inherited, F_GETFD) == -1 &&
+		      errno == EBADF); /* closed */
+	T_CHILD_CHECK(!cfd_token_triggered(tok));
 	send_byte(ready);
 	close(ready);
-	C_CHECK(cfd_token_wait(tok, CFD_MSEC(T_WAIT_MS)) == 0);
-	C_CHECK(cfd_token_reason(tok) == CFD_REASON_FD);
+	T_CHILD_CHECK(cfd_token_wait(tok, CFD_MSEC(T_WAIT_MS)) == 0);
+	T_CHILD_CHECK(cfd_token_reason(tok) == CFD_REASON_FD);
 	cfd_token_unref(tok);
 	return 0;
 }
@@ -1290,18 +1287,18 @@ START_TEST(test_holder_cannot_reopen_for_writing)
 		int fd, w;
 
 		if (geteuid() == 0) {
-			C_CHECK(setgroups(0, NULL) == 0);
-			C_CHECK(setresgid(65534, 65534, 65534) == 0);
-			C_CHECK(setresuid(65534, 65534, 65534) == 0);
+			T_CHILD_CHECK(setgroups(0, NULL) == 0);
+			T_CHILD_CHECK(setresgid(65534, 65534, 65534) == 0);
+			T_CHILD_CHECK(setresuid(65534, 65534, 65534) == 0);
 			/* Keep /proc/self ours after the uid change. */
-			C_CHECK(prctl(PR_SET_DUMPABLE, 1) == 0);
+			T_CHILD_CHECK(prctl(PR_SET_DUMPABLE, 1) == 0);
 		}
-		C_CHECK(cfd_token_new(&tok, "t") == 0);
+		T_CHILD_CHECK(cfd_token_new(&tok, "t") == 0);
 		fd = cfd_token_export_fd(tok, NULL, 0);
-		C_CHECK(fd >= 0);
+		T_CHILD_CHECK(fd >= 0);
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 		w = open(path, O_WRONLY | O_NONBLOCK);
-		C_CHECK(w < 0);
+		T_CHILD_CHECK(w < 0);
 		_exit(0);
 	}
 	ck_assert_child_ok(pid);

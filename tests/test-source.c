@@ -560,13 +560,12 @@ START_TEST(test_signals_trap_thread_before_block)
 		pthread_t th;
 
 		/* The wrong order: a thread first, then the block. */
-		if (pthread_sigmask(SIG_UNBLOCK, &usr1, NULL) ||
-		    park_start(&th, &pk))
-			_exit(2);
-		if (tw_block(&usr1) || cfd_watcher_new(&w) ||
-		    cfd_token_new(&tok, "t") ||
-		    tw_add_signals(NULL, tok, w, &usr1))
-			_exit(3);
+		T_CHILD_CHECK(pthread_sigmask(SIG_UNBLOCK, &usr1, NULL) == 0);
+		T_CHILD_CHECK(park_start(&th, &pk) == 0);
+		T_CHILD_CHECK(tw_block(&usr1) == 0);
+		T_CHILD_CHECK(cfd_watcher_new(&w) == 0);
+		T_CHILD_CHECK(cfd_token_new(&tok, "t") == 0);
+		T_CHILD_CHECK(tw_add_signals(NULL, tok, w, &usr1) == 0);
 		kill(getpid(), SIGUSR1);
 		tw_dispatch_until(w, tok);
 		_exit(4); /* not reached: the thread took the signal */
@@ -577,7 +576,7 @@ START_TEST(test_signals_trap_thread_before_block)
 }
 END_TEST
 
-static void child_block_before_thread(void *arg)
+static int child_block_before_thread(void *arg)
 {
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
 	struct cfd_watcher *w;
@@ -587,22 +586,23 @@ static void child_block_before_thread(void *arg)
 
 	(void)arg;
 	/* The right order: block in main, then make threads. */
-	TW_CHILD_CHECK(pthread_sigmask(SIG_UNBLOCK, &usr1, NULL) == 0);
-	TW_CHILD_CHECK(tw_block(&usr1) == 0);
-	TW_CHILD_CHECK(park_start(&th, &pk) == 0);
-	TW_CHILD_CHECK(cfd_watcher_new(&w) == 0);
-	TW_CHILD_CHECK(cfd_token_new(&tok, "t") == 0);
-	TW_CHILD_CHECK(tw_add_signals(NULL, tok, w, &usr1) == 0);
-	TW_CHILD_CHECK(kill(getpid(), SIGUSR1) == 0);
-	TW_CHILD_CHECK(tw_dispatch_until(w, tok));
-	TW_CHILD_CHECK(cfd_token_signal(tok) == SIGUSR1);
+	T_CHILD_CHECK(pthread_sigmask(SIG_UNBLOCK, &usr1, NULL) == 0);
+	T_CHILD_CHECK(tw_block(&usr1) == 0);
+	T_CHILD_CHECK(park_start(&th, &pk) == 0);
+	T_CHILD_CHECK(cfd_watcher_new(&w) == 0);
+	T_CHILD_CHECK(cfd_token_new(&tok, "t") == 0);
+	T_CHILD_CHECK(tw_add_signals(NULL, tok, w, &usr1) == 0);
+	T_CHILD_CHECK(kill(getpid(), SIGUSR1) == 0);
+	T_CHILD_CHECK(tw_dispatch_until(w, tok));
+	T_CHILD_CHECK(cfd_token_signal(tok) == SIGUSR1);
 	close(pk.p[1]);
-	TW_CHILD_CHECK(pthread_join(th, NULL) == 0);
+	T_CHILD_CHECK(pthread_join(th, NULL) == 0);
+	return 0;
 }
 
 START_TEST(test_signals_block_before_thread)
 {
-	tw_fork_check(child_block_before_thread, NULL);
+	ck_assert_int_eq(t_in_child(child_block_before_thread, NULL), 0);
 }
 END_TEST
 
@@ -775,8 +775,7 @@ static void send_fd(int sock, int fd)
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	if (sendmsg(sock, &msg, 0) != 1)
-		_exit(2);
+	T_CHILD_CHECK(sendmsg(sock, &msg, 0) == 1); /* in the child */
 }
 
 START_TEST(test_fd_other_process_token)
@@ -796,12 +795,11 @@ START_TEST(test_fd_other_process_token)
 		char c;
 
 		close(sv[0]);
-		if (cfd_token_new(&theirs, "theirs"))
-			_exit(2);
+		T_CHILD_CHECK(cfd_token_new(&theirs, "theirs") == 0);
 		send_fd(sv[1], cfd_token_fd(theirs));
-		if (read(sv[1], &c, 1) != 1) /* told to cancel */
-			_exit(3);
-		_exit(cfd_token_trigger(theirs) == 1 ? 0 : 4);
+		T_CHILD_CHECK(read(sv[1], &c, 1) == 1); /* told to cancel */
+		T_CHILD_CHECK(cfd_token_trigger(theirs) == 1);
+		_exit(0);
 	}
 	close(sv[1]);
 	fd = recv_fd(sv[0]);
@@ -1401,33 +1399,34 @@ END_TEST
 static struct cfd_watcher *fork_w;
 static struct cfd_source *fork_src;
 
-static void child_sources(void *arg)
+static int child_sources(void *arg)
 {
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
 	struct cfd_token *tok, *parent_tok = arg;
 	struct cfd_source *src = SENTINEL;
 	int efd = eventfd(0, EFD_CLOEXEC), fds = t_count_fds();
 
-	TW_CHILD_CHECK(cfd_token_new(&tok, "child") == 0);
-	TW_CHILD_CHECK(cfd_source_add_timeout(&src, tok, fork_w, CFD_SEC(1)) ==
-		       -ECHILD);
-	TW_CHILD_CHECK(cfd_source_add_deadline(&src, tok, fork_w,
-					       t_now_ns() + CFD_SEC(1)) ==
-		       -ECHILD);
-	TW_CHILD_CHECK(tw_add_signals(&src, tok, fork_w, &usr1) == -ECHILD);
-	TW_CHILD_CHECK(cfd_source_add_fd(&src, tok, fork_w, efd) == -ECHILD);
-	TW_CHILD_CHECK(cfd_source_add_condition(&src, tok, fork_w, never, NULL,
-						CFD_MSEC(1)) == -ECHILD);
-	TW_CHILD_CHECK(cfd_source_add_timeout(&src, parent_tok, NULL,
-					      CFD_SEC(1)) == -ECHILD);
-	TW_CHILD_CHECK(src == SENTINEL);
-	TW_CHILD_CHECK(t_count_fds() == fds); /* the dup was closed */
-	TW_CHILD_CHECK(cfd_source_free(fork_src) == NULL); /* no effect */
+	T_CHILD_CHECK(cfd_token_new(&tok, "child") == 0);
+	T_CHILD_CHECK(cfd_source_add_timeout(&src, tok, fork_w, CFD_SEC(1)) ==
+		      -ECHILD);
+	T_CHILD_CHECK(cfd_source_add_deadline(&src, tok, fork_w,
+					      t_now_ns() + CFD_SEC(1)) ==
+		      -ECHILD);
+	T_CHILD_CHECK(tw_add_signals(&src, tok, fork_w, &usr1) == -ECHILD);
+	T_CHILD_CHECK(cfd_source_add_fd(&src, tok, fork_w, efd) == -ECHILD);
+	T_CHILD_CHECK(cfd_source_add_condition(&src, tok, fork_w, never, NULL,
+					       CFD_MSEC(1)) == -ECHILD);
+	T_CHILD_CHECK(cfd_source_add_timeout(&src, parent_tok, NULL,
+					     CFD_SEC(1)) == -ECHILD);
+	T_CHILD_CHECK(src == SENTINEL);
+	T_CHILD_CHECK(t_count_fds() == fds); /* the dup was closed */
+	T_CHILD_CHECK(cfd_source_free(fork_src) == NULL); /* no effect */
 	/* the child's own default watcher */
-	TW_CHILD_CHECK(cfd_source_add_timeout(NULL, tok, NULL, CFD_USEC(100)) ==
-		       0);
-	TW_CHILD_CHECK(cfd_token_wait(tok, CFD_MSEC(T_WAIT_MS)) == 0);
-	TW_CHILD_CHECK(cfd_token_reason(tok) == CFD_REASON_TIMEOUT);
+	T_CHILD_CHECK(cfd_source_add_timeout(NULL, tok, NULL, CFD_USEC(100)) ==
+		      0);
+	T_CHILD_CHECK(cfd_token_wait(tok, CFD_MSEC(T_WAIT_MS)) == 0);
+	T_CHILD_CHECK(cfd_token_reason(tok) == CFD_REASON_TIMEOUT);
+	return 0;
 }
 
 START_TEST(test_sources_after_fork)
@@ -1438,7 +1437,7 @@ START_TEST(test_sources_after_fork)
 	fork_w = new_watcher();
 	ck_assert_int_eq(
 	    cfd_source_add_timeout(&fork_src, tok, fork_w, CFD_MSEC(5)), 0);
-	tw_fork_check(child_sources, tok);
+	ck_assert_int_eq(t_in_child(child_sources, tok), 0);
 	/* The parent's source is unharmed. */
 	ck_assert(tw_dispatch_until(fork_w, tok));
 	cfd_source_free(fork_src);
@@ -1856,16 +1855,17 @@ END_TEST
  * forked child that watcher is dead (-ECHILD), yet the child can never
  * watch SIGUSR1: sig_owner[] is only reset by the default watcher's atfork
  * handler, which is installed on first use of cfd_watcher_default(). */
-static void child_claims_signal(void *arg)
+static int child_claims_signal(void *arg)
 {
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
 	struct cfd_watcher *w;
 	struct cfd_token *tok;
 
 	(void)arg;
-	TW_CHILD_CHECK(cfd_watcher_new(&w) == 0);
-	TW_CHILD_CHECK(cfd_token_new(&tok, "child") == 0);
-	TW_CHILD_CHECK(tw_add_signals(NULL, tok, w, &usr1) == 0);
+	T_CHILD_CHECK(cfd_watcher_new(&w) == 0);
+	T_CHILD_CHECK(cfd_token_new(&tok, "child") == 0);
+	T_CHILD_CHECK(tw_add_signals(NULL, tok, w, &usr1) == 0);
+	return 0;
 }
 
 START_TEST(test_regression_signal_owned_after_fork)
@@ -1877,7 +1877,7 @@ START_TEST(test_regression_signal_owned_after_fork)
 	tw_block_test_signals();
 	w = new_watcher();
 	ck_assert_int_eq(tw_add_signals(NULL, tok, w, &usr1), 0);
-	tw_fork_check(child_claims_signal, NULL);
+	ck_assert_int_eq(t_in_child(child_claims_signal, NULL), 0);
 	cfd_token_unref(tok);
 	cfd_watcher_unref(w);
 }

@@ -1985,16 +1985,42 @@ START_TEST(test_einval)
 }
 END_TEST
 
+/* In the child: the ring's memory is shared with the parent, so nothing
+ * here may touch it. */
+struct fork_child {
+	struct fx *f;
+	struct cfd_scope *s;
+	struct io_uring_sqe op;
+};
+
+static int fork_child(void *arg)
+{
+	struct fork_child *fc = arg;
+	struct io_uring_cqe cqe = { 0 };
+	struct cfd_op_result res[1];
+	struct cfd_scope *s2;
+	uint64_t ud;
+
+	T_CHILD_CHECK(cfd_uring_wait(fc->f->cu, NULL, &fc->op, 1, -1, 0, res,
+				     NULL) == -ECHILD);
+	T_CHILD_CHECK(cfd_uring_cqe(fc->f->cu, &cqe, &ud) == -ECHILD);
+	T_CHILD_CHECK(cfd_uring_backlog(fc->f->cu, &cqe) == -ECHILD);
+	T_CHILD_CHECK(cfd_scope_new(&s2, fc->f->cu, NULL) == -ECHILD);
+	T_CHILD_CHECK(cfd_scope_add(fc->s, &fc->op, 0) == -ECHILD);
+	T_CHILD_CHECK(cfd_scope_pending(fc->s) == -ECHILD);
+	T_CHILD_CHECK(cfd_scope_link(fc->s, fc->s) == -EINVAL);
+	T_CHILD_CHECK(cfd_scope_cancel(fc->s) == -ECHILD);
+	T_CHILD_CHECK(cfd_scope_unref(fc->s) == NULL);
+	T_CHILD_CHECK(cfd_uring_unref(fc->f->cu) == NULL);
+	return 0;
+}
+
 START_TEST(test_fork)
 {
 	struct cfd_op_result res[1];
-	struct io_uring_sqe op;
-	struct io_uring_cqe cqe = { 0 };
+	struct fork_child fc;
 	struct cfd_token *tok;
-	struct cfd_scope *s, *s2;
-	uint64_t ud;
-	int p[2], status;
-	pid_t pid;
+	int p[2];
 	char b;
 	struct fx f;
 
@@ -2002,37 +2028,16 @@ START_TEST(test_fork)
 		return;
 	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
 	ck_assert_int_eq(cfd_token_new(&tok, "fork"), 0);
-	ck_assert_int_eq(cfd_scope_new(&s, f.cu, tok), 0);
-	op = sqe_read(p[0], &b, 1);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		int bad = 0;
-
-		/* The ring's memory is shared with the parent: nothing here
-		 * may touch it. */
-		bad |= cfd_uring_wait(f.cu, NULL, &op, 1, -1, 0, res, NULL) !=
-		       -ECHILD;
-		bad |= cfd_uring_cqe(f.cu, &cqe, &ud) != -ECHILD;
-		bad |= cfd_uring_backlog(f.cu, &cqe) != -ECHILD;
-		bad |= cfd_scope_new(&s2, f.cu, NULL) != -ECHILD;
-		bad |= cfd_scope_add(s, &op, 0) != -ECHILD;
-		bad |= cfd_scope_pending(s) != -ECHILD;
-		bad |= cfd_scope_link(s, s) != -EINVAL;
-		bad |= cfd_scope_cancel(s) != -ECHILD;
-		bad |= cfd_scope_unref(s) != NULL;
-		bad |= cfd_uring_unref(f.cu) != NULL;
-		_exit(bad ? 1 : 0);
-	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status));
-	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	fc.f = &f;
+	ck_assert_int_eq(cfd_scope_new(&fc.s, f.cu, tok), 0);
+	fc.op = sqe_read(p[0], &b, 1);
+	ck_assert_int_eq(t_in_child(fork_child, &fc), 0);
 	/* the parent's are intact */
-	ck_assert_int_eq(cfd_scope_pending(s), 0);
+	ck_assert_int_eq(cfd_scope_pending(fc.s), 0);
 	ck_assert_int_eq(
-	    cfd_uring_wait(f.cu, tok, &op, 1, CFD_MSEC(1), 0, res, NULL),
+	    cfd_uring_wait(f.cu, tok, &fc.op, 1, CFD_MSEC(1), 0, res, NULL),
 	    CFD_BY_TIMEOUT);
-	cfd_scope_unref(s);
+	cfd_scope_unref(fc.s);
 	cfd_token_unref(tok);
 	close(p[0]), close(p[1]);
 	fx_close(&f);

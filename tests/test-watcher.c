@@ -431,28 +431,29 @@ END_TEST
 
 static struct cfd_watcher *parent_w;
 
-static void child_uses_parent_watcher(void *arg)
+static int child_uses_parent_watcher(void *arg)
 {
 	struct cfd_token *tok;
 	struct cfd_watcher *d = NULL;
 
 	(void)arg;
-	TW_CHILD_CHECK(cfd_token_new(&tok, "child") == 0);
-	TW_CHILD_CHECK(cfd_watcher_fd(parent_w) == -ECHILD);
-	TW_CHILD_CHECK(cfd_watcher_dispatch(parent_w) == -ECHILD);
-	TW_CHILD_CHECK(cfd_watcher_start(parent_w) == -ECHILD);
-	TW_CHILD_CHECK(cfd_watcher_stop(parent_w) == -ECHILD);
-	TW_CHILD_CHECK(cfd_token_trigger_async_safe(tok, parent_w, 0) ==
-		       -ECHILD);
-	TW_CHILD_CHECK(!cfd_token_triggered(tok));
-	TW_CHILD_CHECK(
-	    cfd_source_add_timeout(NULL, tok, parent_w, CFD_SEC(1)) == -ECHILD);
-	TW_CHILD_CHECK(cfd_watcher_unref(parent_w) == NULL); /* left alone */
+	T_CHILD_CHECK(cfd_token_new(&tok, "child") == 0);
+	T_CHILD_CHECK(cfd_watcher_fd(parent_w) == -ECHILD);
+	T_CHILD_CHECK(cfd_watcher_dispatch(parent_w) == -ECHILD);
+	T_CHILD_CHECK(cfd_watcher_start(parent_w) == -ECHILD);
+	T_CHILD_CHECK(cfd_watcher_stop(parent_w) == -ECHILD);
+	T_CHILD_CHECK(cfd_token_trigger_async_safe(tok, parent_w, 0) ==
+		      -ECHILD);
+	T_CHILD_CHECK(!cfd_token_triggered(tok));
+	T_CHILD_CHECK(cfd_source_add_timeout(NULL, tok, parent_w, CFD_SEC(1)) ==
+		      -ECHILD);
+	T_CHILD_CHECK(cfd_watcher_unref(parent_w) == NULL); /* left alone */
 	/* No default watcher was made in the parent: the child makes its
 	 * own on first use. */
-	TW_CHILD_CHECK(cfd_watcher_default(&d) == 0);
-	TW_CHILD_CHECK(cfd_watcher_fd(d) >= 0);
+	T_CHILD_CHECK(cfd_watcher_default(&d) == 0);
+	T_CHILD_CHECK(cfd_watcher_fd(d) >= 0);
 	cfd_watcher_unref(d);
+	return 0;
 }
 
 START_TEST(test_after_fork_echild)
@@ -462,7 +463,7 @@ START_TEST(test_after_fork_echild)
 	parent_w = new_watcher();
 	ck_assert_int_eq(
 	    cfd_source_add_timeout(NULL, tok, parent_w, CFD_USEC(100)), 0);
-	tw_fork_check(child_uses_parent_watcher, NULL);
+	ck_assert_int_eq(t_in_child(child_uses_parent_watcher, NULL), 0);
 	/* the parent's watcher is unharmed by the child's calls */
 	ck_assert(tw_dispatch_until(parent_w, tok));
 	cfd_token_unref(tok);
@@ -472,24 +473,25 @@ END_TEST
 
 /* The parent's default watcher (and its thread) does not exist in a child:
  * first use in the child makes a new one, which works. */
-static void child_default(void *arg)
+static int child_default(void *arg)
 {
 	struct cfd_watcher *parent_default = arg, *d = NULL;
 	struct cfd_token *tok;
 
-	TW_CHILD_CHECK(cfd_watcher_fd(parent_default) == -ECHILD);
-	TW_CHILD_CHECK(cfd_watcher_default(&d) == 0);
-	TW_CHILD_CHECK(d != parent_default);
-	TW_CHILD_CHECK(cfd_watcher_dispatch(d) == -EBUSY); /* runs */
-	TW_CHILD_CHECK(cfd_token_new(&tok, "child") == 0);
-	TW_CHILD_CHECK(cfd_source_add_timeout(NULL, tok, NULL, CFD_USEC(100)) ==
-		       0);
-	TW_CHILD_CHECK(cfd_token_wait(tok, CFD_MSEC(T_WAIT_MS)) == 0);
-	TW_CHILD_CHECK(cfd_token_reason(tok) == CFD_REASON_TIMEOUT);
+	T_CHILD_CHECK(cfd_watcher_fd(parent_default) == -ECHILD);
+	T_CHILD_CHECK(cfd_watcher_default(&d) == 0);
+	T_CHILD_CHECK(d != parent_default);
+	T_CHILD_CHECK(cfd_watcher_dispatch(d) == -EBUSY); /* runs */
+	T_CHILD_CHECK(cfd_token_new(&tok, "child") == 0);
+	T_CHILD_CHECK(cfd_source_add_timeout(NULL, tok, NULL, CFD_USEC(100)) ==
+		      0);
+	T_CHILD_CHECK(cfd_token_wait(tok, CFD_MSEC(T_WAIT_MS)) == 0);
+	T_CHILD_CHECK(cfd_token_reason(tok) == CFD_REASON_TIMEOUT);
 	/* an async trigger lands on the child's default watcher */
-	TW_CHILD_CHECK(cfd_token_new(&tok, "async") == 0);
-	TW_CHILD_CHECK(cfd_token_trigger_async_safe(tok, NULL, SIGUSR1) == 1);
+	T_CHILD_CHECK(cfd_token_new(&tok, "async") == 0);
+	T_CHILD_CHECK(cfd_token_trigger_async_safe(tok, NULL, SIGUSR1) == 1);
 	cfd_watcher_unref(d);
+	return 0;
 }
 
 START_TEST(test_default_after_fork)
@@ -510,7 +512,7 @@ START_TEST(test_default_after_fork)
 	    cfd_source_add_timeout(NULL, settle, NULL, CFD_USEC(100)), 0);
 	ck_assert_int_eq(cfd_token_wait(settle, CFD_MSEC(T_WAIT_MS)), 0);
 	cfd_token_unref(settle);
-	tw_fork_check(child_default, tw_default);
+	ck_assert_int_eq(t_in_child(child_default, tw_default), 0);
 }
 END_TEST
 
