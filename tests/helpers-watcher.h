@@ -27,19 +27,6 @@
 
 #include "helpers.h"
 
-/* ThreadSanitizer cannot start threads in a child forked from a process
- * that has threads (it dies): tests that need to do so skip under it. */
-#if defined(__SANITIZE_THREAD__)
-#define TW_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TW_TSAN 1
-#endif
-#endif
-#ifndef TW_TSAN
-#define TW_TSAN 0
-#endif
-
 /* Dispatch w whenever its fd is readable until done(arg) is true; false
  * if T_WAIT_MS passed first. */
 static inline bool tw_dispatch_until_fn(struct cfd_watcher *w,

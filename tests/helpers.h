@@ -73,8 +73,9 @@ int t_in_child(int (*fn)(void *), void *arg);
 
 _Noreturn void t_child_failed(const char *file, int line, const char *expr);
 
-/* Sanitizers make everything slower, and ASan's quarantine makes memory
- * figures meaningless. */
+/* The one sanitizer switch: sanitizers make everything slower, ASan's
+ * quarantine makes memory figures meaningless, and ThreadSanitizer cannot
+ * start threads in a child forked from a process that has threads. */
 #if defined(__SANITIZE_ADDRESS__)
 #define T_ASAN 1
 #elif defined(__has_feature)
