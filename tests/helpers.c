@@ -17,6 +17,10 @@
 
 #include "helpers.h"
 
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
 #define MAX_FDS 65536
 static unsigned char open_before[MAX_FDS / 8];
 
@@ -56,15 +60,10 @@ void t_fd_check(void)
 		bool is = now[fd / 8] & (1u << (fd % 8));
 
 		if (is && !was) {
-			char path[64], target[256] = "?";
-			ssize_t n;
+			char target[256];
 
-			snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-			n = readlink(path, target, sizeof(target) - 1);
-			if (n >= 0)
-				target[n] = '\0';
 			ck_abort_msg("fd %d (%s) leaked by the test", fd,
-				     target);
+				     t_fd_target(fd, target, sizeof(target)));
 		}
 	}
 }
@@ -129,17 +128,27 @@ bool t_fd_is_open(int fd)
 	return fcntl(fd, F_GETFD) >= 0 || errno != EBADF;
 }
 
-bool t_fd_is_eventfd(int fd)
+const char *t_fd_target(int fd, char *buf, size_t size)
 {
-	char path[64], target[64];
+	char path[64];
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
-		return false;
-	target[n] = '\0';
-	return strcmp(target, "anon_inode:[eventfd]") == 0;
+	n = readlink(path, buf, size - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+bool t_fd_is(int fd, const char *target)
+{
+	char buf[256];
+
+	return strcmp(t_fd_target(fd, buf, sizeof(buf)), target) == 0;
+}
+
+bool t_fd_is_eventfd(int fd)
+{
+	return t_fd_is(fd, "anon_inode:[eventfd]");
 }
 
 int64_t t_eventfd_count(int fd)
@@ -162,6 +171,11 @@ int64_t t_eventfd_count(int fd)
 pid_t t_gettid(void)
 {
 	return (pid_t)syscall(SYS_gettid);
+}
+
+int t_pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
 static char thread_state(pid_t tid)
@@ -253,6 +267,12 @@ int t_in_child(int (*fn)(void *), void *arg)
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);
+}
+
+void t_count_call(struct cfd_token *tok, void *counter)
+{
+	(void)tok;
+	++*(int *)counter;
 }
 
 struct cfd_token *t_new_token(const char *name)

@@ -10,6 +10,7 @@
 
 #include <check.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -34,8 +35,13 @@ bool t_fd_readable(int fd, int ms);
 
 int64_t t_now_ns(void);
 
-/* Whether fd is open in this process, and whether it is an eventfd. */
+/* Whether fd is open in this process. */
 bool t_fd_is_open(int fd);
+/* What fd's link in /proc/self/fd names ("pipe:[1234]",
+ * "anon_inode:[eventfd]"), in buf; "" when it cannot be read. */
+const char *t_fd_target(int fd, char *buf, size_t size);
+/* Whether fd's link names exactly target, and whether fd is an eventfd. */
+bool t_fd_is(int fd, const char *target);
 bool t_fd_is_eventfd(int fd);
 /* An eventfd's counter, read from /proc/self/fdinfo without reading (and
  * so without draining) the fd itself; -1 if it cannot be read. */
@@ -49,6 +55,9 @@ int64_t t_eventfd_count(int fd);
  */
 bool t_thread_sleeping(pid_t tid, int ms);
 pid_t t_gettid(void);
+
+/* pidfd_open(2): an fd that is readable once process pid has exited. */
+int t_pidfd_open(pid_t pid);
 
 /*
  * Fork; run fn(arg) in the child and _exit() with what it returns.  Returns
@@ -101,6 +110,10 @@ _Noreturn void t_child_failed(const char *file, int line, const char *expr);
 int t_run_suite(Suite *s);
 
 struct cfd_token;
+
+/* A callback (cfd_token_on_trigger()) that counts its calls in the int
+ * its userdata points to. */
+void t_count_call(struct cfd_token *tok, void *counter);
 
 /* A new token (a child of parent), asserted made. */
 struct cfd_token *t_new_token(const char *name);

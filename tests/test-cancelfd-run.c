@@ -31,16 +31,11 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
 #include "run.h"
-
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
 
 static const char *runner(void)
 {
@@ -58,11 +53,6 @@ static const char *self_exe(void)
 	ck_assert_int_gt(n, 0);
 	path[n] = '\0';
 	return path;
-}
-
-static int open_pidfd(pid_t pid)
-{
-	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
 /* ---- processes ---- */
@@ -153,7 +143,7 @@ static void spawn(struct proc *p, const struct spawn_opts *o)
 	p->err = err[0];
 	fcntl(p->out, F_SETFL, O_NONBLOCK);
 	fcntl(p->err, F_SETFL, O_NONBLOCK);
-	p->pidfd = open_pidfd(p->pid);
+	p->pidfd = t_pidfd_open(p->pid);
 	ck_assert_int_ge(p->pidfd, 0);
 }
 
@@ -916,7 +906,7 @@ static void nested(const char *const *argv, struct cfd_token *parent,
 	for (int i = 1; i < 4; i++) {
 		/* Alive now (their parents wait for them), so the pid is
 		 * theirs. */
-		pidfd[i] = open_pidfd(pids[i]);
+		pidfd[i] = t_pidfd_open(pids[i]);
 		ck_assert_int_ge(pidfd[i], 0);
 		ck_assert(!t_fd_readable(pidfd[i], 0));
 	}
@@ -1016,8 +1006,8 @@ START_TEST(test_nested_middle_killed)
 	leaf = atoi(buf);
 	inner = ppid_of(leaf);
 	ck_assert_int_eq(ppid_of(inner), p.pid);
-	pf_leaf = open_pidfd(leaf);
-	pf_inner = open_pidfd(inner);
+	pf_leaf = t_pidfd_open(leaf);
+	pf_inner = t_pidfd_open(inner);
 	ck_assert_int_ge(pf_leaf, 0);
 	ck_assert_int_ge(pf_inner, 0);
 	kill(p.pid, SIGKILL);
@@ -1040,7 +1030,7 @@ static int fdlist(void)
 	DIR *d = opendir("/proc/self/fd");
 	const char *env = getenv(CFD_ENV);
 	struct dirent *e;
-	char line[512], path[64], target[128];
+	char line[512], target[128];
 	FILE *status;
 	int fd, len = 0;
 
@@ -1055,10 +1045,8 @@ static int fdlist(void)
 	printf("%s\nCANCELFD=%s\n", line, env ? env : "(unset)");
 	if (env) {
 		fd = atoi(env);
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		len = (int)readlink(path, target, sizeof(target) - 1);
-		target[len > 0 ? len : 0] = '\0';
-		printf("target=%.4s\naccess=%s\ncloexec=%d\n", target,
+		printf("target=%.4s\naccess=%s\ncloexec=%d\n",
+		       t_fd_target(fd, target, sizeof(target)),
 		       (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY ? "r" : "w",
 		       (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
 	}

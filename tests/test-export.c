@@ -21,28 +21,19 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "helpers-watcher.h"
 #include "helpers.h"
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-
 /* ---- processes ---- */
-
-static int open_pidfd(pid_t pid)
-{
-	return (int)syscall(SYS_pidfd_open, pid, 0);
-}
 
 /* Wait at most ms for a child of ours; its wait status, or -1 when it
  * had to be killed. */
 static int wait_bounded(pid_t pid, int ms)
 {
-	int pfd = open_pidfd(pid), st = 0;
+	int pfd = t_pidfd_open(pid), st = 0;
 	bool done;
 
 	ck_assert_int_ge(pfd, 0);
@@ -90,16 +81,6 @@ static short revents_of(int fd, short events)
 	return poll(&p, 1, 0) == 1 ? p.revents : 0;
 }
 
-/* Dispatch w until tok triggers, each wait bounded. */
-static void dispatch_until(struct cfd_watcher *w, struct cfd_token *tok)
-{
-	for (int i = 0; i < 100 && !cfd_token_triggered(tok); i++) {
-		ck_assert(t_fd_readable(cfd_watcher_fd(w), T_WAIT_MS));
-		ck_assert_int_ge(cfd_watcher_dispatch(w), 0);
-	}
-	ck_assert(cfd_token_triggered(tok));
-}
-
 /* An fd number that is not open, and that no fd made meanwhile takes
  * (the lowest free number would be reused at once). */
 static int closed_fd(void)
@@ -114,19 +95,6 @@ static int closed_fd(void)
 static int fd_flags(int fd)
 {
 	return fcntl(fd, F_GETFD);
-}
-
-static bool is_eventfd(int fd)
-{
-	char path[64], target[64];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
-		return false;
-	target[n] = '\0';
-	return strcmp(target, "anon_inode:[eventfd]") == 0;
 }
 
 /* ---- exports: what they are ---- */
@@ -160,14 +128,14 @@ START_TEST(test_export_kinds)
 	/* Shared: the token's eventfd. */
 	fd = cfd_token_export_fd(tok, w, CFD_EXPORT_SHARED);
 	ck_assert_int_ge(fd, 0);
-	ck_assert(is_eventfd(fd));
+	ck_assert(t_fd_is_eventfd(fd));
 	ck_assert(fd_flags(fd) & FD_CLOEXEC);
 	ck_assert_int_ne(fd, cfd_token_fd(tok)); /* a dup, caller-owned */
 	close(fd);
 	fd =
 	    cfd_token_export_fd(tok, w, CFD_EXPORT_SHARED | CFD_EXPORT_INHERIT);
 	ck_assert_int_ge(fd, 0);
-	ck_assert(is_eventfd(fd));
+	ck_assert(t_fd_is_eventfd(fd));
 	ck_assert_int_eq(fd_flags(fd) & FD_CLOEXEC, 0);
 	close(fd);
 
@@ -559,12 +527,6 @@ START_TEST(test_shared_outside_write_from_child)
 }
 END_TEST
 
-static void count_call(struct cfd_token *tok, void *userdata)
-{
-	(void)tok;
-	++*(int *)userdata;
-}
-
 /* A callback that says it ran by writing a pipe. */
 static void signal_call(struct cfd_token *tok, void *userdata)
 {
@@ -605,7 +567,7 @@ START_TEST(test_shared_sent_and_written_by_receiver)
 		T_CHILD_CHECK(recvmsg(sv[1], &msg, MSG_CMSG_CLOEXEC) == 1);
 		T_CHILD_CHECK(CMSG_FIRSTHDR(&msg) != NULL);
 		memcpy(&efd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
-		T_CHILD_CHECK(is_eventfd(efd));
+		T_CHILD_CHECK(t_fd_is_eventfd(efd));
 		T_CHILD_CHECK(cfd_token_import_fd(&got, efd, "mine", NULL) ==
 			      0);
 		T_CHILD_CHECK(!cfd_token_triggered(got));
@@ -621,7 +583,7 @@ START_TEST(test_shared_sent_and_written_by_receiver)
 	ck_assert_int_eq(
 	    cfd_token_on_trigger(&reg, tok, signal_call, &ran[1], 0), 0);
 	ck_assert_int_eq(cfd_token_send(sv[0], tok, w, CFD_EXPORT_SHARED), 0);
-	dispatch_until(w, tok);
+	ck_assert(tw_dispatch_until(w, tok));
 	ck_assert_int_eq(cfd_token_reason(tok), CFD_REASON_FD);
 	ck_assert_child_ok(pid);
 	/* The callbacks ran too, inside that dispatch. */
@@ -655,10 +617,10 @@ START_TEST(test_import_parent_of_local_tokens)
 	ck_assert_int_eq(cfd_token_chain(&chain, other, imp), 0);
 	ck_assert_str_eq(cfd_token_name(chain), "other:imp");
 	ck_assert_int_eq(
-	    cfd_token_on_trigger(NULL, grand, count_call, &calls, 0), 0);
+	    cfd_token_on_trigger(NULL, grand, t_count_call, &calls, 0), 0);
 
 	ck_assert_int_eq(cfd_token_trigger(remote), 1);
-	dispatch_until(w, imp);
+	ck_assert(tw_dispatch_until(w, imp));
 	ck_assert_int_eq(cfd_token_reason(imp), CFD_REASON_FD);
 	ck_assert(cfd_token_triggered(kid));
 	ck_assert(cfd_token_triggered(grand));
@@ -693,7 +655,7 @@ START_TEST(test_import_reexport)
 	ck_assert_int_ge(fb, 0);
 	ck_assert_int_eq(cfd_token_import_fd(&c, fb, "c", w), 0);
 	cfd_token_trigger(a);
-	dispatch_until(w, c);
+	ck_assert(tw_dispatch_until(w, c));
 	ck_assert_int_eq(cfd_token_reason(c), CFD_REASON_FD);
 	close(fa);
 	close(fb);
@@ -742,7 +704,7 @@ START_TEST(test_import_any_pollable)
 		_exit(0);
 	}
 	close(go[0]);
-	pfd = open_pidfd(pid);
+	pfd = t_pidfd_open(pid);
 	ck_assert_int_ge(pfd, 0);
 	ck_assert_int_eq(cfd_token_import_fd(&by_pid, pfd, "pid", w), 0);
 	close(pfd);
@@ -756,12 +718,12 @@ START_TEST(test_import_any_pollable)
 	ck_assert(!cfd_token_triggered(by_sock));
 
 	send_byte(go[1]); /* the child exits */
-	dispatch_until(w, by_pid);
+	ck_assert(tw_dispatch_until(w, by_pid));
 	ck_assert(!cfd_token_triggered(by_efd));
 	ck_assert_int_eq(write(efd, &one, sizeof(one)), sizeof(one));
-	dispatch_until(w, by_efd);
+	ck_assert(tw_dispatch_until(w, by_efd));
 	close(sv[1]);
-	dispatch_until(w, by_sock);
+	ck_assert(tw_dispatch_until(w, by_sock));
 	ck_assert_child_ok(pid);
 
 	close(go[1]);
@@ -827,7 +789,7 @@ START_TEST(test_chain_of_three_processes)
 		}
 		close(f2);
 		close(ready[1]);
-		pfd = open_pidfd(p3);
+		pfd = t_pidfd_open(p3);
 		T_CHILD_CHECK(pfd >= 0);
 		/* Until the third exits: dispatch when the watcher says. */
 		for (;;) {
@@ -1179,7 +1141,7 @@ START_TEST(test_from_env_token_fds)
 	ck_assert_int_eq(from_env_fd_w(fd, &got, w), 0);
 	ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
 	cfd_token_trigger(tok);
-	dispatch_until(w, got);
+	ck_assert(tw_dispatch_until(w, got));
 	ck_assert_int_eq(cfd_token_reason(got), CFD_REASON_FD);
 	cfd_token_unref(got);
 	cfd_token_unref(tok);

@@ -210,12 +210,6 @@ static void run_op(struct op *op, bool after)
 		      op->name, nlive);
 }
 
-static void cb_count(struct cfd_token *tok, void *userdata)
-{
-	(void)tok;
-	((struct op *)userdata)->calls++;
-}
-
 /* Parents: p0 pending, p1 pending with an fd and a callback, p2 either
  * pending or triggered. */
 static void parents_pending(struct op *op)
@@ -224,7 +218,7 @@ static void parents_pending(struct op *op)
 	cfd_token_new(&op->p[1], "p1");
 	cfd_token_new(&op->p[2], "p2");
 	cfd_token_fd(op->p[1]);
-	cfd_token_on_trigger(NULL, op->p[1], cb_count, op, 0);
+	cfd_token_on_trigger(NULL, op->p[1], t_count_call, &op->calls, 0);
 }
 
 static void parents_some_triggered(struct op *op)
@@ -295,7 +289,7 @@ static int call_all_of(struct op *op)
 static int call_on_trigger(struct op *op)
 {
 	return cfd_token_on_trigger((struct cfd_registration **)&op->out,
-				    op->p[0], cb_count, op, 0);
+				    op->p[0], t_count_call, &op->calls, 0);
 }
 
 static void undo_registration(struct op *op)
@@ -306,7 +300,8 @@ static void undo_registration(struct op *op)
 /* Floating: no output to check; success shows as the callback running. */
 static int call_on_trigger_floating(struct op *op)
 {
-	return cfd_token_on_trigger(NULL, op->p[0], cb_count, op, 0);
+	return cfd_token_on_trigger(NULL, op->p[0], t_count_call, &op->calls,
+				    0);
 }
 
 static void undo_floating(struct op *op)
@@ -383,9 +378,9 @@ START_TEST(test_on_trigger_triggered_needs_no_memory)
 	cfd_token_trigger(t);
 	lib_end();
 	arm(0, true);
-	r[0] = cfd_token_on_trigger(&reg, t, cb_count, &op, 0);
-	r[1] = cfd_token_on_trigger(NULL, t, cb_count, &op, 0);
-	r[2] = cfd_token_on_trigger(&reg, t, cb_count, &op,
+	r[0] = cfd_token_on_trigger(&reg, t, t_count_call, &op.calls, 0);
+	r[1] = cfd_token_on_trigger(NULL, t, t_count_call, &op.calls, 0);
+	r[2] = cfd_token_on_trigger(&reg, t, t_count_call, &op.calls,
 				    CFD_CALLBACK_NO_INLINE);
 	ck_assert_int_eq(disarm(), 0);
 	ck_assert_int_eq(r[0], 1);
@@ -448,8 +443,8 @@ START_TEST(test_trigger_and_free_need_no_memory)
 	for (int i = 1; i < 40; i++)
 		cfd_token_child(&t[i], t[(i - 1) / 3], "n");
 	for (int i = 0; i < 40; i++) {
-		cfd_token_on_trigger(&reg[i], t[i], cb_count, &op, 0);
-		cfd_token_on_trigger(NULL, t[i], cb_count, &op, 0);
+		cfd_token_on_trigger(&reg[i], t[i], t_count_call, &op.calls, 0);
+		cfd_token_on_trigger(NULL, t[i], t_count_call, &op.calls, 0);
 		if (i % 2)
 			cfd_token_fd(t[i]);
 	}

@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include <cancelfd.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -25,7 +26,6 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,14 +34,6 @@
 #include "helpers.h"
 
 #define SENTINEL ((struct cfd_source *)(uintptr_t)0x5a5a)
-
-static struct cfd_watcher *new_watcher(void)
-{
-	struct cfd_watcher *w = NULL;
-
-	ck_assert_int_eq(cfd_watcher_new(&w), 0);
-	return w;
-}
 
 /* Wait until the clock has passed t (bounded; the clock always moves). */
 static void wait_past(int64_t t)
@@ -76,7 +68,7 @@ static int threads_in_process(void)
 
 START_TEST(test_timeout_einval)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = SENTINEL;
 
@@ -137,7 +129,7 @@ END_TEST
 
 START_TEST(test_deadline_past_fires_at_once)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	int64_t past[] = { 0, 1, t_now_ns() - CFD_SEC(1), t_now_ns() };
 
 	for (size_t i = 0; i < sizeof(past) / sizeof(past[0]); i++) {
@@ -160,7 +152,7 @@ END_TEST
 
 START_TEST(test_timeout_fires)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = NULL;
 	int64_t t0 = t_now_ns(), elapsed;
@@ -194,7 +186,7 @@ END_TEST
  * the earlier deadline fires and the later one changes nothing. */
 START_TEST(test_deadline_only_shortens)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 
 	for (int later_first = 0; later_first < 2; later_first++) {
 		struct cfd_token *tok = t_new_token("shortens");
@@ -224,7 +216,7 @@ END_TEST
 /* A far deadline is accepted (and never fires); one at INT64_MAX too. */
 START_TEST(test_deadline_far)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("far");
 	struct cfd_source *a = NULL, *b = NULL;
 
@@ -245,7 +237,7 @@ END_TEST
  * was armed for it may still go off. */
 START_TEST(test_timeout_freed_never_fires)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("freed");
 	struct cfd_source *src = NULL;
 	int64_t at = t_now_ns() + CFD_MSEC(1);
@@ -291,7 +283,7 @@ static bool many_done(void *arg)
 
 START_TEST(test_timeout_10000)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	uint32_t seed = 12345;
 	int perm[MANY], fds, expected = 0;
 	int64_t base;
@@ -355,7 +347,7 @@ END_TEST
 
 START_TEST(test_signals_einval)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = SENTINEL;
 	/* Each bad list: SIGKILL, SIGSTOP, the C library's 32 and 33, 0,
@@ -393,7 +385,7 @@ END_TEST
  * kill the process), never read from the signalfd: -EBUSY until it is. */
 START_TEST(test_signals_ebusy_until_blocked)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = SENTINEL;
 	sigset_t usr2 = tw_sigset(SIGUSR2, 0), both;
@@ -420,7 +412,7 @@ END_TEST
 
 START_TEST(test_signals_fire_with_number)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("sig");
 	struct cfd_source *src = NULL;
 	sigset_t set = tw_sigset(SIGUSR1, SIGUSR2, 0);
@@ -447,7 +439,7 @@ END_TEST
  * the signal, even when the signal was sent three times and coalesced. */
 START_TEST(test_signals_same_signal_two_tokens)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *a = t_new_token("a"), *b = t_new_token("b");
 	struct cfd_token *c = t_new_token("c");
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
@@ -485,7 +477,7 @@ END_TEST
  * each other, so a signal belongs to one watcher at a time. */
 START_TEST(test_signals_two_watchers_eexist)
 {
-	struct cfd_watcher *w1 = new_watcher(), *w2 = new_watcher();
+	struct cfd_watcher *w1 = tw_new_watcher(), *w2 = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *s1 = NULL, *s2 = SENTINEL, *s3 = NULL;
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0), usr2 = tw_sigset(SIGUSR2, 0);
@@ -612,7 +604,7 @@ END_TEST
 
 START_TEST(test_fd_errors)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = SENTINEL;
 	int closed = eventfd(0, EFD_CLOEXEC), fds;
@@ -644,7 +636,7 @@ END_TEST
  * caller closes its own fd at once: the library watches a dup. */
 START_TEST(test_fd_hangup)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	int fds = t_count_fds();
 
 	for (int kind = 0; kind < 2; kind++) {
@@ -680,7 +672,7 @@ END_TEST
  * one (it fires when that watcher has work), but not in a cycle. */
 START_TEST(test_fd_nested_watcher)
 {
-	struct cfd_watcher *outer = new_watcher(), *inner = new_watcher();
+	struct cfd_watcher *outer = tw_new_watcher(), *inner = tw_new_watcher();
 	struct cfd_token *busy = t_new_token("inner has work");
 	struct cfd_token *tick = t_new_token("tick");
 	struct cfd_source *src = SENTINEL;
@@ -709,7 +701,7 @@ END_TEST
 /* A pidfd is readable when the process exits. */
 START_TEST(test_fd_pidfd)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("child exited");
 	int p[2], pidfd;
 	pid_t pid;
@@ -724,7 +716,7 @@ START_TEST(test_fd_pidfd)
 		_exit(read(p[0], &c, 1) == 0 ? 0 : 1); /* until told */
 	}
 	close(p[0]);
-	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	pidfd = t_pidfd_open(pid);
 	ck_assert_int_ge(pidfd, 0);
 	ck_assert_int_eq(cfd_source_add_fd(NULL, tok, w, pidfd), 0);
 	close(pidfd);
@@ -780,7 +772,7 @@ static void send_fd(int sock, int fd)
 
 START_TEST(test_fd_other_process_token)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("remote");
 	int sv[2], fd, status;
 	pid_t pid;
@@ -831,7 +823,7 @@ static bool never(struct cfd_token *tok, void *arg)
 
 START_TEST(test_condition_einval)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = SENTINEL;
 
@@ -877,7 +869,7 @@ static bool count_calls(struct cfd_token *tok, void *arg)
  * embedded watcher only when dispatched. */
 START_TEST(test_condition_embedded)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cond_ctx c = { .true_at = 3 };
 	struct cfd_source *src = NULL;
 
@@ -911,7 +903,7 @@ END_TEST
 /* The predicate runs on the watcher's thread. */
 START_TEST(test_condition_on_watcher_thread)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cond_ctx c = { .true_at = 2 };
 
 	c.tok = t_new_token("cond");
@@ -933,7 +925,7 @@ END_TEST
  * again. */
 START_TEST(test_condition_stops_when_token_triggers)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cond_ctx c = { .true_at = -1 };
 
 	c.tok = t_new_token("cond");
@@ -968,7 +960,7 @@ END_TEST
  * nothing added to the watcher, no default watcher made. */
 START_TEST(test_already_triggered_no_fd)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("done");
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
 	int efd = eventfd(0, EFD_CLOEXEC), fds, threads;
@@ -1019,7 +1011,7 @@ enum { WAY_FIRES, WAY_FREED, WAY_TOKEN_TRIGGERED, WAY_TOKEN_FREED };
 START_TEST(test_source_fd_closed)
 {
 	int kind = _i / 4, way = _i % 4;
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = NULL, **ret = &src;
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
@@ -1066,7 +1058,7 @@ END_TEST
  * leaves the watcher at once. */
 START_TEST(test_sources_on_one_token)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("multi");
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
 	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), fds;
@@ -1118,7 +1110,7 @@ static bool free_own_source_pred(struct cfd_token *tok, void *arg)
 
 START_TEST(test_free_from_own_fire)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("t"), *tok2 = t_new_token("t2");
 	struct self_free s = { 0 }, p = { 0 };
 	int efd;
@@ -1192,7 +1184,7 @@ static void *race_freer(void *arg)
 {
 	struct race *r = arg;
 
-	atomic_store(&r->freer, gettid());
+	atomic_store(&r->freer, t_gettid());
 	r->src = cfd_source_free(r->src);
 	r->finished_when_free_returned = atomic_load(&r->finished);
 	return NULL;
@@ -1201,7 +1193,7 @@ static void *race_freer(void *arg)
 START_TEST(test_free_waits_for_fire)
 {
 	bool predicate = _i;
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("race");
 	struct race r = { 0 };
 	pthread_t th;
@@ -1267,7 +1259,7 @@ static void add_and_free(struct cfd_token *tok, void *arg)
 
 START_TEST(test_add_remove_from_callback)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *first = t_new_token("first"),
 			 *victim = t_new_token("v");
 	struct from_cb f = { .w = w, .add_result = -99 };
@@ -1376,7 +1368,7 @@ static void *churn(void *arg)
 
 START_TEST(test_churn_while_running)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct churn c[CHURN_THREADS];
 	pthread_t th[CHURN_THREADS];
 
@@ -1434,7 +1426,7 @@ START_TEST(test_sources_after_fork)
 	struct cfd_token *tok = t_new_token("parent");
 
 	tw_block_test_signals();
-	fork_w = new_watcher();
+	fork_w = tw_new_watcher();
 	ck_assert_int_eq(
 	    cfd_source_add_timeout(&fork_src, tok, fork_w, CFD_MSEC(5)), 0);
 	ck_assert_int_eq(t_in_child(child_sources, tok), 0);
@@ -1489,8 +1481,8 @@ START_TEST(test_emfile)
 		ck_assert_ptr_null(w);
 		ck_assert_int_eq(t_count_fds(), fds);
 	}
-	w = new_watcher();
-	w2 = new_watcher();
+	w = tw_new_watcher();
+	w2 = tw_new_watcher();
 	fds = t_count_fds();
 	fd_limit_spare(0);
 	ck_assert_int_eq(cfd_source_add_fd(&src, tok, w, efd), -EMFILE);
@@ -1583,10 +1575,10 @@ START_TEST(test_source_free_races_token_unref)
 	int efd;
 
 	if (wkind == 1) {
-		w = new_watcher();
+		w = tw_new_watcher();
 		ck_assert_int_eq(cfd_watcher_start(w), 0);
 	} else if (wkind == 2) {
-		w = new_watcher();
+		w = tw_new_watcher();
 	}
 	efd = eventfd(0, EFD_CLOEXEC);
 	ck_assert_int_ge(efd, 0);
@@ -1658,7 +1650,7 @@ START_TEST(test_fire_drops_last_reference_while_freed)
 {
 	int rounds = T_TSAN ? 300 : T_ASAN ? 1000 : 3000;
 	struct lt_round r = { .seed = 99 };
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	pthread_t th;
 
 	ck_assert_int_eq(cfd_watcher_start(w), 0);
@@ -1762,7 +1754,7 @@ static void *cond_race_trigger(void *arg)
 START_TEST(test_condition_add_racing_trigger)
 {
 	int rounds = T_TSAN ? 3000 : 30000;
-	struct cond_race c = { .w = new_watcher() };
+	struct cond_race c = { .w = tw_new_watcher() };
 	struct cond_data *data = calloc((size_t)rounds + 1, sizeof(*data));
 	pthread_t disp, trig;
 	int late = 0;
@@ -1802,7 +1794,7 @@ END_TEST
 
 START_TEST(test_regression_free_after_token_freed)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("t");
 	struct cfd_source *src = NULL;
 
@@ -1828,7 +1820,7 @@ static void free_sibling(struct cfd_token *tok, void *arg)
 
 START_TEST(test_regression_freed_sibling_fires)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *t1 = t_new_token("t1"), *t2 = t_new_token("t2");
 	struct cfd_source *s1 = NULL;
 	int64_t at = t_now_ns() + CFD_MSEC(2);
@@ -1875,7 +1867,7 @@ START_TEST(test_regression_signal_owned_after_fork)
 	sigset_t usr1 = tw_sigset(SIGUSR1, 0);
 
 	tw_block_test_signals();
-	w = new_watcher();
+	w = tw_new_watcher();
 	ck_assert_int_eq(tw_add_signals(NULL, tok, w, &usr1), 0);
 	ck_assert_int_eq(t_in_child(child_claims_signal, NULL), 0);
 	cfd_token_unref(tok);
@@ -2120,7 +2112,7 @@ static bool data_complete(struct cfd_token *tok, void *arg)
 
 START_TEST(seed_all_of_neither_alone)
 {
-	struct cfd_watcher *wt = new_watcher(), *wc = new_watcher();
+	struct cfd_watcher *wt = tw_new_watcher(), *wc = tw_new_watcher();
 	struct cfd_token *min_time = t_new_token("min_time");
 	struct cfd_token *ready = t_new_token("data_ready"), *both;
 	struct cfd_token *toks[2] = { min_time, ready };
