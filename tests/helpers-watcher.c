@@ -19,6 +19,13 @@ struct cfd_watcher *tw_new_watcher(void)
 	return w;
 }
 
+bool tw_never(struct cfd_token *tok, void *arg)
+{
+	(void)tok;
+	(void)arg;
+	return false;
+}
+
 bool tw_dispatch_until_fn(struct cfd_watcher *w, bool (*done)(void *),
 			  void *arg)
 {

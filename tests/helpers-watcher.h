@@ -15,9 +15,16 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "helpers.h"
+
+/* What a failed add must leave in *ret: untouched. */
+#define TW_SENTINEL ((struct cfd_source *)(uintptr_t)0x5a5a)
+
+/* A predicate (cfd_source_add_condition()) that is never true. */
+bool tw_never(struct cfd_token *tok, void *arg);
 
 /* A new embedded watcher, asserted made. */
 struct cfd_watcher *tw_new_watcher(void);

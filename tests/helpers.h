@@ -34,6 +34,11 @@ int t_count_fds(void);
 bool t_fd_readable(int fd, int ms);
 
 int64_t t_now_ns(void);
+/* Wait until the clock has passed t (bounded; the clock always moves). */
+void t_wait_past(int64_t t);
+
+/* How many threads this process has now. */
+int t_threads_in_process(void);
 
 /* Whether fd is open in this process. */
 bool t_fd_is_open(int fd);
