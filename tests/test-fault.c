@@ -193,7 +193,9 @@ static void run_op(struct op *op, bool after)
 		ck_assert_msg(t_count_fds() == fds,
 			      "%s: allocation %ld failed: fd leaked", op->name,
 			      n);
-		ck_assert_int_eq(op->calls, 0);
+		ck_assert_msg(op->calls == 0,
+			      "%s: allocation %ld failed: the callback ran",
+			      op->name, n);
 	}
 	ck_assert_msg(r == 0 || r == 1, "%s never succeeded", op->name);
 	ck_assert_msg(failures > 0, "%s allocated nothing?", op->name);
@@ -201,7 +203,7 @@ static void run_op(struct op *op, bool after)
 	if (op->undo)
 		op->undo(op);
 	lib_end();
-	ck_assert_int_eq(t_count_fds(), fds);
+	ck_assert_msg(t_count_fds() == fds, "%s: undo leaked an fd", op->name);
 	lib_begin();
 	if (op->teardown)
 		op->teardown(op);
@@ -345,8 +347,9 @@ static const struct op ops[] = {
 
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))
 
-/* _i: which op; one forked test each, failing one allocation */
-START_TEST(test_enomem_one)
+/* A loop test over the table of calls: each row (_i) names its call in
+ * every failure.  One forked test per call, failing one allocation. */
+START_TEST(test_each_failed_allocation_is_enomem_and_leaves_nothing)
 {
 	struct op op = ops[_i];
 
@@ -355,7 +358,7 @@ START_TEST(test_enomem_one)
 END_TEST
 
 /* ... and failing every allocation from the Nth on */
-START_TEST(test_enomem_from)
+START_TEST(test_allocations_failing_from_the_nth_on_leave_nothing)
 {
 	struct op op = ops[_i];
 
@@ -597,8 +600,12 @@ static Suite *fault_suite(void)
 	TCase *tc;
 
 	tc = t_tcase("enomem");
-	tcase_add_loop_test(tc, test_enomem_one, 0, N_OPS);
-	tcase_add_loop_test(tc, test_enomem_from, 0, N_OPS);
+	tcase_add_loop_test(
+	    tc, test_each_failed_allocation_is_enomem_and_leaves_nothing, 0,
+	    N_OPS);
+	tcase_add_loop_test(
+	    tc, test_allocations_failing_from_the_nth_on_leave_nothing, 0,
+	    N_OPS);
 	tcase_add_test(tc, test_on_trigger_triggered_needs_no_memory);
 	tcase_add_test(tc, test_trigger_msg_without_memory);
 	tcase_add_test(tc, test_trigger_and_free_need_no_memory);
