@@ -562,7 +562,7 @@ static int report_signals(const char *until, const char *action,
 	}
 }
 
-int run_command_role(int argc, char **argv)
+static int command_role(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "--fdlist") == 0)
 		return fdlist();
@@ -571,4 +571,11 @@ int run_command_role(int argc, char **argv)
 	if (argc > 4 && strcmp(argv[1], "--signals") == 0)
 		return report_signals(argv[2], argv[3], argv[4]);
 	return -1;
+}
+
+int run_main(int argc, char **argv, Suite *(*make)(void))
+{
+	int role = command_role(argc, argv);
+
+	return role >= 0 ? role : t_run_suite(make());
 }

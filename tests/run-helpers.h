@@ -140,12 +140,12 @@ void check_side_by_side(const struct side_by_side *c);
 /* ---- this binary as COMMAND ---- */
 
 /*
- * argv[1]: --fdlist (print the open fds, CANCELFD, what it is and the
- * signal state), --token-wait (stop on the CANCELFD token, not on
- * signals: 42 when it was cancelled), or --signals UNTIL ACTION FIFO (see
- * the side-by-side scripts).  Returns the role's exit status (or never
- * returns), or -1 when argv names no role.
+ * main() of a cancelfd-run suite: make()'s suite (t_run_suite()), unless
+ * argv[1] names a role of this binary as COMMAND: --fdlist (print the
+ * open fds, CANCELFD, what it is and the signal state), --token-wait (stop
+ * on the CANCELFD token, not on signals: 42 when it was cancelled), or
+ * --signals UNTIL ACTION FIFO (see the side-by-side scripts).
  */
-int run_command_role(int argc, char **argv);
+int run_main(int argc, char **argv, Suite *(*make)(void));
 
 #endif

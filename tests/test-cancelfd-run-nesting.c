@@ -616,9 +616,5 @@ static Suite *run_nesting_suite(void)
 
 int main(int argc, char **argv)
 {
-	int role = run_command_role(argc, argv);
-
-	if (role >= 0)
-		return role;
-	return t_run_suite(run_nesting_suite());
+	return run_main(argc, argv, run_nesting_suite);
 }

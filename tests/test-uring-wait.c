@@ -690,9 +690,5 @@ static Suite *uring_wait_suite(void)
 
 int main(void)
 {
-	if (!t_uring_available()) {
-		printf("io_uring unavailable here: skipped\n");
-		return 77;
-	}
-	return t_run_suite(uring_wait_suite());
+	return t_uring_main(uring_wait_suite);
 }

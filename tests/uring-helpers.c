@@ -29,6 +29,15 @@ bool t_uring_available(void)
 	return true;
 }
 
+int t_uring_main(Suite *(*make)(void))
+{
+	if (!t_uring_available()) {
+		printf("io_uring unavailable here: skipped\n");
+		return 77;
+	}
+	return t_run_suite(make());
+}
+
 bool fx_open(struct fx *f, int kind, unsigned sq, unsigned cq)
 {
 	struct io_uring_params p;

@@ -155,5 +155,8 @@ void t_install_sigusr1(void);
 
 /* io_uring itself unusable here (-ENOSYS, -EPERM): the suite skips. */
 bool t_uring_available(void);
+/* main() of an io_uring suite: run make()'s suite (t_run_suite()), or say
+ * that it is skipped and return 77 when io_uring is unusable. */
+int t_uring_main(Suite *(*make)(void));
 
 #endif
