@@ -312,7 +312,7 @@ START_TEST(test_callback_adds_and_frees_sources)
 	f.next = t_new_token("next");
 	ck_assert_int_eq(cfd_token_on_trigger(NULL, first, add_and_free, &f, 0),
 			 0);
-	/* (a victim due in the same dispatch would fire anyway: see
+	/* (a victim due in the same dispatch: see
 	 * test_source_freed_by_a_sibling_fire_does_not_fire) */
 	ck_assert_int_eq(
 	    cfd_source_add_timeout(&f.victim, victim, w, CFD_SEC(3600)), 0);
@@ -402,8 +402,8 @@ static void *churn(void *arg)
 		if (r & 0x800)
 			cfd_token_trigger(tok);
 		/* Free the handle, then the token (a floating source goes
-		 * with its token).  The other order crashes today: see
-		 * test_free_after_token_freed. */
+		 * with its token).  The other order is
+		 * test_free_after_token_freed's. */
 		cfd_source_free(src);
 		cfd_token_unref(tok);
 	}
@@ -790,10 +790,10 @@ END_TEST
  * regressions: library bugs these tests found, fixed
  * ==================================================================== */
 
-/* cfd_source_free() after the source's token was freed: the token's release
- * called the registration's on_release but left the registration in state
- * LISTED, so registration_remove() locks the freed token and unlinks a
- * node whose pprev is NULL (SEGV in listener_unlink). */
+/* cfd_source_free() after the source's token was freed.  Before the fix the
+ * token's release called the registration's on_release but left the
+ * registration in state LISTED, so registration_remove() locked the freed
+ * token and unlinked a node whose pprev was NULL (SEGV in listener_unlink). */
 START_TEST(test_free_after_token_freed)
 {
 	struct cfd_watcher *w = tw_new_watcher();
@@ -809,8 +809,8 @@ END_TEST
 
 /* A callback of one source's fire frees another source that the same
  * dispatch has already queued to fire: cfd_source_free() returns at once
- * (same thread), and then the freed source triggers its token anyway,
- * because fire_all() does not look at `attached` before firing. */
+ * (same thread), and the freed source must not fire.  Before the fix it
+ * triggered its token anyway: fire_all() did not look at `attached`. */
 static struct cfd_source *sibling;
 
 static void free_sibling(struct cfd_token *tok, void *arg)
