@@ -17,6 +17,10 @@
 
 #include "helpers.h"
 
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
 #define MAX_FDS 65536
 static unsigned char open_before[MAX_FDS / 8];
 
@@ -56,15 +60,10 @@ void t_fd_check(void)
 		bool is = now[fd / 8] & (1u << (fd % 8));
 
 		if (is && !was) {
-			char path[64], target[256] = "?";
-			ssize_t n;
+			char target[256];
 
-			snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-			n = readlink(path, target, sizeof(target) - 1);
-			if (n >= 0)
-				target[n] = '\0';
 			ck_abort_msg("fd %d (%s) leaked by the test", fd,
-				     target);
+				     t_fd_target(fd, target, sizeof(target)));
 		}
 	}
 }
@@ -113,6 +112,29 @@ int64_t t_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+void t_wait_past(int64_t t)
+{
+	while (t_now_ns() <= t) {
+		struct timespec ts = { 0, 100000 };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+int t_threads_in_process(void)
+{
+	char line[256];
+	int n = 0;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
 int t_run_suite(Suite *s)
 {
 	SRunner *sr = srunner_create(s);
@@ -129,17 +151,27 @@ bool t_fd_is_open(int fd)
 	return fcntl(fd, F_GETFD) >= 0 || errno != EBADF;
 }
 
-bool t_fd_is_eventfd(int fd)
+const char *t_fd_target(int fd, char *buf, size_t size)
 {
-	char path[64], target[64];
+	char path[64];
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
-		return false;
-	target[n] = '\0';
-	return strcmp(target, "anon_inode:[eventfd]") == 0;
+	n = readlink(path, buf, size - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+bool t_fd_is(int fd, const char *target)
+{
+	char buf[256];
+
+	return strcmp(t_fd_target(fd, buf, sizeof(buf)), target) == 0;
+}
+
+bool t_fd_is_eventfd(int fd)
+{
+	return t_fd_is(fd, "anon_inode:[eventfd]");
 }
 
 int64_t t_eventfd_count(int fd)
@@ -162,6 +194,11 @@ int64_t t_eventfd_count(int fd)
 pid_t t_gettid(void)
 {
 	return (pid_t)syscall(SYS_gettid);
+}
+
+int t_pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
 static char thread_state(pid_t tid)
@@ -196,24 +233,69 @@ bool t_thread_sleeping(pid_t tid, int ms)
 	return false;
 }
 
+/* In a child of t_in_child(): the write end of the pipe that takes a
+ * failed T_CHILD_CHECK() to the test. */
+static int child_report = -1;
+
+void t_child_failed(const char *file, int line, const char *expr)
+{
+	char msg[512];
+	int n;
+
+	/* Neither stdio nor malloc: the child of a process with threads may
+	 * have inherited their locks held. */
+	n = snprintf(msg, sizeof(msg), "%s:%d: in the forked child %d: %s\n",
+		     file, line, (int)getpid(), expr);
+	if (n > (int)sizeof(msg) - 1)
+		n = (int)sizeof(msg) - 1;
+	/* (If a write fails, the exit status still says that it failed.) */
+	if (write(STDERR_FILENO, msg, (size_t)n) < 0) {
+	}
+	if (child_report >= 0 && write(child_report, msg, (size_t)n) < 0) {
+	}
+	_exit(1 + line % 250);
+}
+
 int t_in_child(int (*fn)(void *), void *arg)
 {
+	char report[512];
+	int status, p[2];
+	ssize_t n;
 	pid_t pid, w;
-	int status;
 
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
 	fflush(stdout);
 	fflush(stderr);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
-	if (pid == 0)
+	if (pid == 0) {
+		close(p[0]);
+		child_report = p[1];
 		_exit(fn(arg));
+	}
+	close(p[1]);
 	do
 		w = waitpid(pid, &status, 0);
 	while (w < 0 && errno == EINTR);
 	ck_assert_int_eq(w, pid);
+	/* Whatever the child said, without blocking: a process it made may
+	 * still hold the pipe. */
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	n = read(p[0], report, sizeof(report) - 1);
+	close(p[0]);
+	if (n > 0) {
+		report[n - (report[n - 1] == '\n')] = '\0';
+		ck_abort_msg("%s", report);
+	}
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);
+}
+
+void t_count_call(struct cfd_token *tok, void *counter)
+{
+	(void)tok;
+	++*(int *)counter;
 }
 
 struct cfd_token *t_new_token(const char *name)

@@ -10,6 +10,7 @@
 
 #include <check.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -33,9 +34,19 @@ int t_count_fds(void);
 bool t_fd_readable(int fd, int ms);
 
 int64_t t_now_ns(void);
+/* Wait until the clock has passed t (bounded; the clock always moves). */
+void t_wait_past(int64_t t);
 
-/* Whether fd is open in this process, and whether it is an eventfd. */
+/* How many threads this process has now. */
+int t_threads_in_process(void);
+
+/* Whether fd is open in this process. */
 bool t_fd_is_open(int fd);
+/* What fd's link in /proc/self/fd names ("pipe:[1234]",
+ * "anon_inode:[eventfd]"), in buf; "" when it cannot be read. */
+const char *t_fd_target(int fd, char *buf, size_t size);
+/* Whether fd's link names exactly target, and whether fd is an eventfd. */
+bool t_fd_is(int fd, const char *target);
 bool t_fd_is_eventfd(int fd);
 /* An eventfd's counter, read from /proc/self/fdinfo without reading (and
  * so without draining) the fd itself; -1 if it cannot be read. */
@@ -50,26 +61,35 @@ int64_t t_eventfd_count(int fd);
 bool t_thread_sleeping(pid_t tid, int ms);
 pid_t t_gettid(void);
 
+/* pidfd_open(2): an fd that is readable once process pid has exited. */
+int t_pidfd_open(pid_t pid);
+
 /*
  * Fork; run fn(arg) in the child and _exit() with what it returns.  Returns
- * the child's exit status, or 128 + the signal that killed it.  Flushes
- * stdio first so that nothing is written twice.
+ * the child's exit status, or 128 + the signal that killed it; fails the
+ * test, with what failed and where, if a T_CHILD_CHECK() failed in the
+ * child.  Flushes stdio first so that nothing is written twice.
  */
 int t_in_child(int (*fn)(void *), void *arg);
 
-/* In a t_in_child() function: on failure, say where on stderr and return a
- * non-zero status (the line number, folded into 1..250). */
-#define T_CHILD_CHECK(cond)                                                 \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			fprintf(stderr, "%s:%d: in the forked child: %s\n", \
-				__FILE__, __LINE__, #cond);                 \
-			return 1 + __LINE__ % 250;                          \
-		}                                                           \
+/*
+ * A check in a forked child (run by t_in_child(), or by a bare fork() of
+ * the test), where Check's assertions cannot be used: on failure, say where
+ * (file, line, the expression, the child's pid) on stderr and, in a child
+ * of t_in_child(), to the test, and _exit() with a non-zero status (the
+ * line number, folded into 1..250).  Usable at any depth of calls.
+ */
+#define T_CHILD_CHECK(cond)                                        \
+	do {                                                       \
+		if (!(cond))                                       \
+			t_child_failed(__FILE__, __LINE__, #cond); \
 	} while (0)
 
-/* Sanitizers make everything slower, and ASan's quarantine makes memory
- * figures meaningless. */
+_Noreturn void t_child_failed(const char *file, int line, const char *expr);
+
+/* The one sanitizer switch: sanitizers make everything slower, ASan's
+ * quarantine makes memory figures meaningless, and ThreadSanitizer cannot
+ * start threads in a child forked from a process that has threads. */
 #if defined(__SANITIZE_ADDRESS__)
 #define T_ASAN 1
 #elif defined(__has_feature)
@@ -95,6 +115,10 @@ int t_in_child(int (*fn)(void *), void *arg);
 int t_run_suite(Suite *s);
 
 struct cfd_token;
+
+/* A callback (cfd_token_on_trigger()) that counts its calls in the int
+ * its userdata points to. */
+void t_count_call(struct cfd_token *tok, void *counter);
 
 /* A new token (a child of parent), asserted made. */
 struct cfd_token *t_new_token(const char *name);

@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "helpers-watcher.h"
 #include "helpers.h"
 
 /* ---- codes and messages ---- */
@@ -92,18 +93,9 @@ END_TEST
 
 /* ---- deadlines ---- */
 
-/* A watcher this thread never dispatches: its timeouts never fire. */
-static struct cfd_watcher *quiet_watcher(void)
-{
-	struct cfd_watcher *w = NULL;
-
-	ck_assert_int_eq(cfd_watcher_new(&w), 0);
-	return w;
-}
-
 START_TEST(test_deadline_from_sources)
 {
-	struct cfd_watcher *w = quiet_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *t = t_new_token("t");
 	struct cfd_source *far = NULL, *near = NULL;
 	int64_t now = t_now_ns(), rem;
@@ -130,7 +122,7 @@ END_TEST
 
 START_TEST(test_deadline_of_descendants)
 {
-	struct cfd_watcher *w = quiet_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *a = t_new_token("a"), *b = t_new_token("b");
 	struct cfd_token *c = t_new_token("none");
 	struct cfd_token *child, *chain, *any, *all, *all_none, *set[3];
@@ -180,7 +172,7 @@ END_TEST
  * the token and its descendants, and nothing is left. */
 START_TEST(test_deadline_after_trigger)
 {
-	struct cfd_watcher *w = quiet_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *t = t_new_token("t"), *c;
 
 	ck_assert_int_eq(cfd_source_add_timeout(NULL, t, w, CFD_SEC(60)), 0);
@@ -200,7 +192,7 @@ END_TEST
 START_TEST(test_deadline_deep_chain)
 {
 	enum { DEPTH = 100000 };
-	struct cfd_watcher *w = quiet_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *root = t_new_token("root"), *t = cfd_token_ref(root);
 	int64_t at = t_now_ns() + CFD_SEC(30);
 
@@ -224,7 +216,7 @@ END_TEST
 START_TEST(test_deadline_of_a_lattice)
 {
 	enum { LEVELS = 48 };
-	struct cfd_watcher *w = quiet_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *lv[LEVELS][2];
 	int64_t a = t_now_ns() + CFD_SEC(30), b = a + CFD_SEC(5);
 

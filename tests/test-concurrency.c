@@ -8,7 +8,8 @@
  * the callback (it never returns while the callback runs, and the callback
  * never starts after it returned); callbacks that free their own
  * registration, drop the last reference to their own token, trigger other
- * tokens and register new callbacks.
+ * tokens and register new callbacks; and the "manual token" example of
+ * cancelable-basics.txt (a controller thread stops a sleeping worker).
  *
  * Verdicts never depend on timing: a thread that must wait for another
  * waits on a token or a join, with generous bounds.  Where a guarantee can
@@ -24,8 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "helpers-watcher.h"
 #include "helpers.h"
 
 /* ThreadSanitizer runs everything 5-15 times slower. */
@@ -1276,6 +1279,52 @@ START_TEST(test_refs_from_many_threads)
 }
 END_TEST
 
+/* ---- the example of cancelable-basics.txt ---- */
+
+/* "Manual Token": a worker processes items and sleeps between them; a
+ * controller thread cancels the shared token ("cancel_sync ... from a
+ * regular thread"); the worker stops at once, even mid-sleep. */
+struct manual {
+	struct cfd_token *token;
+	int progress; /* eventfd: the worker processed three items */
+};
+
+static void *controller(void *arg)
+{
+	struct manual *m = arg;
+
+	t_fd_readable(m->progress, T_WAIT_MS);
+	cfd_token_trigger_msg(m->token, "Cancelled from thread");
+	return NULL;
+}
+
+START_TEST(test_trigger_from_a_thread_stops_a_sleeping_worker)
+{
+	struct manual m = { .token = t_new_token("worker") };
+	int processed = 0, i;
+	pthread_t th;
+
+	m.progress = eventfd(0, EFD_CLOEXEC);
+	ck_assert_int_eq(pthread_create(&th, NULL, controller, &m), 0);
+	for (i = 0; i < 1000; i++) {
+		/* async with Cancelable.with_token(token): check, then work */
+		if (cfd_token_check(m.token) == -ECANCELED)
+			break;
+		if (++processed == 3)
+			tw_eventfd_signal(m.progress);
+		/* await anyio.sleep(0.1), cut short by the cancellation */
+		t_fd_readable(cfd_token_fd(m.token), 100);
+	}
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_lt(i, 1000);
+	ck_assert_int_ge(processed, 3);
+	ck_assert_int_eq(cfd_token_reason(m.token), CFD_REASON_MANUAL);
+	ck_assert_str_eq(cfd_token_message(m.token), "Cancelled from thread");
+	close(m.progress);
+	cfd_token_unref(m.token);
+}
+END_TEST
+
 static Suite *concurrency_suite(void)
 {
 	Suite *s = suite_create("concurrency");
@@ -1303,6 +1352,10 @@ static Suite *concurrency_suite(void)
 	tcase_add_test(tc, test_free_races_callback_end);
 	tcase_add_test(tc, test_callbacks_free_self_and_drop_token);
 	tcase_add_test(tc, test_callbacks_trigger_and_register);
+	suite_add_tcase(s, tc);
+
+	tc = t_tcase_timeout("example", 120);
+	tcase_add_test(tc, test_trigger_from_a_thread_stops_a_sleeping_worker);
 	suite_add_tcase(s, tc);
 
 	return s;

@@ -21,38 +21,19 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "helpers-watcher.h"
 #include "helpers.h"
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-
 /* ---- processes ---- */
-
-/* In a forked child: report and leave without running Check's handlers. */
-#define C_CHECK(cond)                                                       \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			fprintf(stderr, "%s:%d: in child %d: failed: %s\n", \
-				__FILE__, __LINE__, (int)getpid(), #cond);  \
-			_exit(1);                                           \
-		}                                                           \
-	} while (0)
-
-static int open_pidfd(pid_t pid)
-{
-	return (int)syscall(SYS_pidfd_open, pid, 0);
-}
 
 /* Wait at most ms for a child of ours; its wait status, or -1 when it
  * had to be killed. */
 static int wait_bounded(pid_t pid, int ms)
 {
-	int pfd = open_pidfd(pid), st = 0;
+	int pfd = t_pidfd_open(pid), st = 0;
 	bool done;
 
 	ck_assert_int_ge(pfd, 0);
@@ -100,16 +81,6 @@ static short revents_of(int fd, short events)
 	return poll(&p, 1, 0) == 1 ? p.revents : 0;
 }
 
-/* Dispatch w until tok triggers, each wait bounded. */
-static void dispatch_until(struct cfd_watcher *w, struct cfd_token *tok)
-{
-	for (int i = 0; i < 100 && !cfd_token_triggered(tok); i++) {
-		ck_assert(t_fd_readable(cfd_watcher_fd(w), T_WAIT_MS));
-		ck_assert_int_ge(cfd_watcher_dispatch(w), 0);
-	}
-	ck_assert(cfd_token_triggered(tok));
-}
-
 /* An fd number that is not open, and that no fd made meanwhile takes
  * (the lowest free number would be reused at once). */
 static int closed_fd(void)
@@ -124,19 +95,6 @@ static int closed_fd(void)
 static int fd_flags(int fd)
 {
 	return fcntl(fd, F_GETFD);
-}
-
-static bool is_eventfd(int fd)
-{
-	char path[64], target[64];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
-		return false;
-	target[n] = '\0';
-	return strcmp(target, "anon_inode:[eventfd]") == 0;
 }
 
 /* ---- exports: what they are ---- */
@@ -170,14 +128,14 @@ START_TEST(test_export_kinds)
 	/* Shared: the token's eventfd. */
 	fd = cfd_token_export_fd(tok, w, CFD_EXPORT_SHARED);
 	ck_assert_int_ge(fd, 0);
-	ck_assert(is_eventfd(fd));
+	ck_assert(t_fd_is_eventfd(fd));
 	ck_assert(fd_flags(fd) & FD_CLOEXEC);
 	ck_assert_int_ne(fd, cfd_token_fd(tok)); /* a dup, caller-owned */
 	close(fd);
 	fd =
 	    cfd_token_export_fd(tok, w, CFD_EXPORT_SHARED | CFD_EXPORT_INHERIT);
 	ck_assert_int_ge(fd, 0);
-	ck_assert(is_eventfd(fd));
+	ck_assert(t_fd_is_eventfd(fd));
 	ck_assert_int_eq(fd_flags(fd) & FD_CLOEXEC, 0);
 	close(fd);
 
@@ -292,8 +250,9 @@ START_TEST(test_holder_write_fails)
 		uint64_t one = 1;
 
 		/* Both a byte and what would trigger an eventfd. */
-		C_CHECK(write(fd, "x", 1) == -1 && errno == EBADF);
-		C_CHECK(write(fd, &one, sizeof(one)) == -1 && errno == EBADF);
+		T_CHILD_CHECK(write(fd, "x", 1) == -1 && errno == EBADF);
+		T_CHILD_CHECK(write(fd, &one, sizeof(one)) == -1 &&
+			      errno == EBADF);
 		_exit(0);
 	}
 	ck_assert_child_ok(pid);
@@ -327,14 +286,15 @@ START_TEST(test_holder_read_hides_nothing)
 		close(ready[0]);
 		/* Before the trigger: nothing to read, and reading does not
 		 * trigger. */
-		C_CHECK(read(fd, buf, sizeof(buf)) == -1 && errno == EAGAIN);
+		T_CHILD_CHECK(read(fd, buf, sizeof(buf)) == -1 &&
+			      errno == EAGAIN);
 		send_byte(ready[1]);
 		/* After: the byte, then end of file, for ever. */
-		C_CHECK(recv_byte(go[0], T_WAIT_MS));
+		T_CHILD_CHECK(recv_byte(go[0], T_WAIT_MS));
 		/* the cause record, then end of file */
-		C_CHECK(read(fd, buf, sizeof(buf)) > 0);
-		C_CHECK(read(fd, buf, sizeof(buf)) == 0);
-		C_CHECK(read(fd, buf, sizeof(buf)) == 0);
+		T_CHILD_CHECK(read(fd, buf, sizeof(buf)) > 0);
+		T_CHILD_CHECK(read(fd, buf, sizeof(buf)) == 0);
+		T_CHILD_CHECK(read(fd, buf, sizeof(buf)) == 0);
 		_exit(0);
 	}
 	close(go[0]);
@@ -380,14 +340,14 @@ START_TEST(test_cancel_child_process_inherited)
 		struct cfd_token *mine;
 
 		close(ready[0]);
-		C_CHECK(cfd_token_import_fd(&mine, fd, "from-parent", NULL) ==
-			0);
+		T_CHILD_CHECK(
+		    cfd_token_import_fd(&mine, fd, "from-parent", NULL) == 0);
 		close(fd);
-		C_CHECK(!cfd_token_triggered(mine));
+		T_CHILD_CHECK(!cfd_token_triggered(mine));
 		send_byte(ready[1]);
-		C_CHECK(cfd_token_wait(mine, CFD_MSEC(T_WAIT_MS)) == 0);
-		C_CHECK(cfd_token_reason(mine) == CFD_REASON_MANUAL);
-		C_CHECK(cfd_token_remote(mine));
+		T_CHILD_CHECK(cfd_token_wait(mine, CFD_MSEC(T_WAIT_MS)) == 0);
+		T_CHILD_CHECK(cfd_token_reason(mine) == CFD_REASON_MANUAL);
+		T_CHILD_CHECK(cfd_token_remote(mine));
 		_exit(0);
 	}
 	close(ready[1]);
@@ -420,8 +380,8 @@ START_TEST(test_forked_child_sees_parent_trigger)
 		 * hang up.  POLLHUP (not only the byte) proves it. */
 		close(ready[0]);
 		send_byte(ready[1]);
-		C_CHECK(poll(&p, 1, T_WAIT_MS) == 1);
-		C_CHECK(p.revents == POLLHUP);
+		T_CHILD_CHECK(poll(&p, 1, T_WAIT_MS) == 1);
+		T_CHILD_CHECK(p.revents == POLLHUP);
 		_exit(0);
 	}
 	close(ready[1]);
@@ -452,9 +412,9 @@ START_TEST(test_forked_child_parent_frees_token)
 		struct cfd_token *imp;
 
 		close(ready[0]);
-		C_CHECK(cfd_token_import_fd(&imp, fd, "imp", NULL) == 0);
+		T_CHILD_CHECK(cfd_token_import_fd(&imp, fd, "imp", NULL) == 0);
 		send_byte(ready[1]);
-		C_CHECK(cfd_token_wait(imp, CFD_MSEC(T_WAIT_MS)) == 0);
+		T_CHILD_CHECK(cfd_token_wait(imp, CFD_MSEC(T_WAIT_MS)) == 0);
 		_exit(0);
 	}
 	close(ready[1]);
@@ -478,10 +438,10 @@ START_TEST(test_parent_token_in_child_echild)
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		C_CHECK(cfd_token_export_fd(tok, NULL, 0) == -ECHILD);
-		C_CHECK(cfd_token_export_fd(tok, NULL, CFD_EXPORT_SHARED) ==
-			-ECHILD);
-		C_CHECK(cfd_token_send(sv[0], tok, NULL, 0) == -ECHILD);
+		T_CHILD_CHECK(cfd_token_export_fd(tok, NULL, 0) == -ECHILD);
+		T_CHILD_CHECK(cfd_token_export_fd(
+				  tok, NULL, CFD_EXPORT_SHARED) == -ECHILD);
+		T_CHILD_CHECK(cfd_token_send(sv[0], tok, NULL, 0) == -ECHILD);
 		_exit(0);
 	}
 	ck_assert_child_ok(pid);
@@ -513,18 +473,19 @@ START_TEST(test_cancel_child_process_socket)
 
 		close(sv[0]);
 		close(ready[0]);
-		C_CHECK(cfd_watcher_default(&dw) == 0);
+		T_CHILD_CHECK(cfd_watcher_default(&dw) == 0);
 		cfd_watcher_unref(dw);
 		before = t_count_fds();
-		C_CHECK(cfd_token_recv(&got, sv[1], "received", NULL) == 0);
+		T_CHILD_CHECK(cfd_token_recv(&got, sv[1], "received", NULL) ==
+			      0);
 		/* The received fd is closed; the watcher watches a dup. */
-		C_CHECK(t_count_fds() == before + 1);
-		C_CHECK(!cfd_token_triggered(got));
+		T_CHILD_CHECK(t_count_fds() == before + 1);
+		T_CHILD_CHECK(!cfd_token_triggered(got));
 		send_byte(ready[1]);
-		C_CHECK(cfd_token_wait(got, CFD_MSEC(T_WAIT_MS)) == 0);
-		C_CHECK(cfd_token_reason(got) == CFD_REASON_MANUAL);
-		C_CHECK(cfd_token_remote(got));
-		C_CHECK(strcmp(cfd_token_name(got), "received") == 0);
+		T_CHILD_CHECK(cfd_token_wait(got, CFD_MSEC(T_WAIT_MS)) == 0);
+		T_CHILD_CHECK(cfd_token_reason(got) == CFD_REASON_MANUAL);
+		T_CHILD_CHECK(cfd_token_remote(got));
+		T_CHILD_CHECK(strcmp(cfd_token_name(got), "received") == 0);
 		cfd_token_unref(got);
 		_exit(0);
 	}
@@ -557,7 +518,7 @@ START_TEST(test_shared_outside_write_from_child)
 	if (pid == 0) {
 		uint64_t one = 1;
 
-		C_CHECK(write(fd, &one, sizeof(one)) == sizeof(one));
+		T_CHILD_CHECK(write(fd, &one, sizeof(one)) == sizeof(one));
 		_exit(0);
 	}
 	ck_assert_child_ok(pid);
@@ -576,12 +537,6 @@ START_TEST(test_shared_outside_write_from_child)
 	cfd_watcher_unref(w);
 }
 END_TEST
-
-static void count_call(struct cfd_token *tok, void *userdata)
-{
-	(void)tok;
-	++*(int *)userdata;
-}
 
 /* A callback that says it ran by writing a pipe. */
 static void signal_call(struct cfd_token *tok, void *userdata)
@@ -620,15 +575,16 @@ START_TEST(test_shared_sent_and_written_by_receiver)
 		close(sv[0]);
 		/* Receive it by hand, to write it: a shared export is the
 		 * eventfd, and writing it is a real trigger. */
-		C_CHECK(recvmsg(sv[1], &msg, MSG_CMSG_CLOEXEC) == 1);
-		C_CHECK(CMSG_FIRSTHDR(&msg) != NULL);
+		T_CHILD_CHECK(recvmsg(sv[1], &msg, MSG_CMSG_CLOEXEC) == 1);
+		T_CHILD_CHECK(CMSG_FIRSTHDR(&msg) != NULL);
 		memcpy(&efd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
-		C_CHECK(is_eventfd(efd));
-		C_CHECK(cfd_token_import_fd(&got, efd, "mine", NULL) == 0);
-		C_CHECK(!cfd_token_triggered(got));
-		C_CHECK(write(efd, &one, sizeof(one)) == sizeof(one));
+		T_CHILD_CHECK(t_fd_is_eventfd(efd));
+		T_CHILD_CHECK(cfd_token_import_fd(&got, efd, "mine", NULL) ==
+			      0);
+		T_CHILD_CHECK(!cfd_token_triggered(got));
+		T_CHILD_CHECK(write(efd, &one, sizeof(one)) == sizeof(one));
 		/* ... which this side sees too. */
-		C_CHECK(cfd_token_wait(got, CFD_MSEC(T_WAIT_MS)) == 0);
+		T_CHILD_CHECK(cfd_token_wait(got, CFD_MSEC(T_WAIT_MS)) == 0);
 		_exit(0);
 	}
 	close(sv[1]);
@@ -638,7 +594,7 @@ START_TEST(test_shared_sent_and_written_by_receiver)
 	ck_assert_int_eq(
 	    cfd_token_on_trigger(&reg, tok, signal_call, &ran[1], 0), 0);
 	ck_assert_int_eq(cfd_token_send(sv[0], tok, w, CFD_EXPORT_SHARED), 0);
-	dispatch_until(w, tok);
+	ck_assert(tw_dispatch_until(w, tok));
 	ck_assert_int_eq(cfd_token_reason(tok), CFD_REASON_FD);
 	ck_assert_child_ok(pid);
 	/* The callbacks ran too, inside that dispatch. */
@@ -672,10 +628,10 @@ START_TEST(test_import_parent_of_local_tokens)
 	ck_assert_int_eq(cfd_token_chain(&chain, other, imp), 0);
 	ck_assert_str_eq(cfd_token_name(chain), "other:imp");
 	ck_assert_int_eq(
-	    cfd_token_on_trigger(NULL, grand, count_call, &calls, 0), 0);
+	    cfd_token_on_trigger(NULL, grand, t_count_call, &calls, 0), 0);
 
 	ck_assert_int_eq(cfd_token_trigger(remote), 1);
-	dispatch_until(w, imp);
+	ck_assert(tw_dispatch_until(w, imp));
 	/* The exporter's cause, marked remote; the origin stays local. */
 	ck_assert_int_eq(cfd_token_reason(imp), CFD_REASON_MANUAL);
 	ck_assert(cfd_token_remote(imp));
@@ -714,7 +670,7 @@ START_TEST(test_import_reexport)
 	ck_assert_int_ge(fb, 0);
 	ck_assert_int_eq(cfd_token_import_fd(&c, fb, "c", w), 0);
 	cfd_token_trigger_code(a, 503, "drain");
-	dispatch_until(w, c);
+	ck_assert(tw_dispatch_until(w, c));
 	/* Forwarded through b unchanged: the cascade started at a. */
 	ck_assert_int_eq(cfd_token_reason(c), CFD_REASON_MANUAL);
 	ck_assert_int_eq(cfd_token_code(c), 503);
@@ -764,11 +720,11 @@ START_TEST(test_import_any_pollable)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		close(go[1]);
-		C_CHECK(recv_byte(go[0], T_WAIT_MS));
+		T_CHILD_CHECK(recv_byte(go[0], T_WAIT_MS));
 		_exit(0);
 	}
 	close(go[0]);
-	pfd = open_pidfd(pid);
+	pfd = t_pidfd_open(pid);
 	ck_assert_int_ge(pfd, 0);
 	ck_assert_int_eq(cfd_token_import_fd(&by_pid, pfd, "pid", w), 0);
 	close(pfd);
@@ -782,12 +738,12 @@ START_TEST(test_import_any_pollable)
 	ck_assert(!cfd_token_triggered(by_sock));
 
 	send_byte(go[1]); /* the child exits */
-	dispatch_until(w, by_pid);
+	ck_assert(tw_dispatch_until(w, by_pid));
 	ck_assert(!cfd_token_triggered(by_efd));
 	ck_assert_int_eq(write(efd, &one, sizeof(one)), sizeof(one));
-	dispatch_until(w, by_efd);
+	ck_assert(tw_dispatch_until(w, by_efd));
 	close(sv[1]);
-	dispatch_until(w, by_sock);
+	ck_assert(tw_dispatch_until(w, by_sock));
 	ck_assert_child_ok(pid);
 
 	close(go[1]);
@@ -829,32 +785,34 @@ START_TEST(test_chain_of_three_processes)
 		pid_t p3;
 
 		close(ready[0]);
-		C_CHECK(cfd_watcher_new(&w) == 0);
-		C_CHECK(cfd_token_import_fd(&second, f1, "second", w) == 0);
+		T_CHILD_CHECK(cfd_watcher_new(&w) == 0);
+		T_CHILD_CHECK(cfd_token_import_fd(&second, f1, "second", w) ==
+			      0);
 		close(f1);
 		f2 = cfd_token_export_fd(second, w, 0);
-		C_CHECK(f2 >= 0);
+		T_CHILD_CHECK(f2 >= 0);
 		p3 = fork();
-		C_CHECK(p3 >= 0);
+		T_CHILD_CHECK(p3 >= 0);
 		if (p3 == 0) {
 			/* The third: imports the second. */
 			struct cfd_token *third;
 
-			C_CHECK(cfd_token_import_fd(&third, f2, "third",
-						    NULL) == 0);
+			T_CHILD_CHECK(cfd_token_import_fd(&third, f2, "third",
+							  NULL) == 0);
 			close(f2);
-			C_CHECK(!cfd_token_triggered(third));
+			T_CHILD_CHECK(!cfd_token_triggered(third));
 			send_byte(ready[1]);
-			C_CHECK(cfd_token_wait(third, CFD_MSEC(T_WAIT_MS)) ==
-				0);
-			C_CHECK(cfd_token_reason(third) == CFD_REASON_MANUAL);
-			C_CHECK(cfd_token_remote(third));
+			T_CHILD_CHECK(
+			    cfd_token_wait(third, CFD_MSEC(T_WAIT_MS)) == 0);
+			T_CHILD_CHECK(cfd_token_reason(third) ==
+				      CFD_REASON_MANUAL);
+			T_CHILD_CHECK(cfd_token_remote(third));
 			_exit(0);
 		}
 		close(f2);
 		close(ready[1]);
-		pfd = open_pidfd(p3);
-		C_CHECK(pfd >= 0);
+		pfd = t_pidfd_open(p3);
+		T_CHILD_CHECK(pfd >= 0);
 		/* Until the third exits: dispatch when the watcher says. */
 		for (;;) {
 			struct pollfd p[2] = {
@@ -862,13 +820,14 @@ START_TEST(test_chain_of_three_processes)
 				{ .fd = cfd_watcher_fd(w), .events = POLLIN },
 			};
 
-			C_CHECK(poll(p, 2, T_WAIT_MS) > 0);
+			T_CHILD_CHECK(poll(p, 2, T_WAIT_MS) > 0);
 			if (p[0].revents)
 				break;
-			C_CHECK(cfd_watcher_dispatch(w) >= 0);
+			T_CHILD_CHECK(cfd_watcher_dispatch(w) >= 0);
 		}
-		C_CHECK(waitpid(p3, &st, 0) == p3);
-		C_CHECK(cfd_token_triggered(second)); /* it went through */
+		T_CHILD_CHECK(waitpid(p3, &st, 0) == p3);
+		T_CHILD_CHECK(
+		    cfd_token_triggered(second)); /* it went through */
 		_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 2);
 	}
 	close(f1);
@@ -890,20 +849,21 @@ static int env_child(int argc, char **argv)
 	char *env_fd;
 	int ready, inherited;
 
-	C_CHECK(argc == 3);
+	T_CHILD_CHECK(argc == 3);
 	ready = atoi(argv[2]);
 	env_fd = getenv(CFD_ENV);
-	C_CHECK(env_fd != NULL);
+	T_CHILD_CHECK(env_fd != NULL);
 	inherited = atoi(env_fd);
-	C_CHECK(cfd_token_from_env(&tok, "from-env", NULL) == 0);
-	C_CHECK(getenv(CFD_ENV) == NULL);			    /* unset */
-	C_CHECK(fcntl(inherited, F_GETFD) == -1 && errno == EBADF); /* closed */
-	C_CHECK(!cfd_token_triggered(tok));
+	T_CHILD_CHECK(cfd_token_from_env(&tok, "from-env", NULL) == 0);
+	T_CHILD_CHECK(getenv(CFD_ENV) == NULL); /* unset */
+	T_CHILD_CHECK(fcntl(inherited, F_GETFD) == -1 &&
+		      errno == EBADF); /* closed */
+	T_CHILD_CHECK(!cfd_token_triggered(tok));
 	send_byte(ready);
 	close(ready);
-	C_CHECK(cfd_token_wait(tok, CFD_MSEC(T_WAIT_MS)) == 0);
-	C_CHECK(cfd_token_reason(tok) == CFD_REASON_MANUAL);
-	C_CHECK(cfd_token_remote(tok));
+	T_CHILD_CHECK(cfd_token_wait(tok, CFD_MSEC(T_WAIT_MS)) == 0);
+	T_CHILD_CHECK(cfd_token_reason(tok) == CFD_REASON_MANUAL);
+	T_CHILD_CHECK(cfd_token_remote(tok));
 	cfd_token_unref(tok);
 	return 0;
 }
@@ -1204,7 +1164,7 @@ START_TEST(test_from_env_token_fds)
 	ck_assert_int_eq(from_env_fd_w(fd, &got, w), 0);
 	ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
 	cfd_token_trigger(tok);
-	dispatch_until(w, got);
+	ck_assert(tw_dispatch_until(w, got));
 	ck_assert_int_eq(cfd_token_reason(got), CFD_REASON_FD);
 	cfd_token_unref(got);
 	cfd_token_unref(tok);
@@ -1312,18 +1272,18 @@ START_TEST(test_holder_cannot_reopen_for_writing)
 		int fd, w;
 
 		if (geteuid() == 0) {
-			C_CHECK(setgroups(0, NULL) == 0);
-			C_CHECK(setresgid(65534, 65534, 65534) == 0);
-			C_CHECK(setresuid(65534, 65534, 65534) == 0);
+			T_CHILD_CHECK(setgroups(0, NULL) == 0);
+			T_CHILD_CHECK(setresgid(65534, 65534, 65534) == 0);
+			T_CHILD_CHECK(setresuid(65534, 65534, 65534) == 0);
 			/* Keep /proc/self ours after the uid change. */
-			C_CHECK(prctl(PR_SET_DUMPABLE, 1) == 0);
+			T_CHILD_CHECK(prctl(PR_SET_DUMPABLE, 1) == 0);
 		}
-		C_CHECK(cfd_token_new(&tok, "t") == 0);
+		T_CHILD_CHECK(cfd_token_new(&tok, "t") == 0);
 		fd = cfd_token_export_fd(tok, NULL, 0);
-		C_CHECK(fd >= 0);
+		T_CHILD_CHECK(fd >= 0);
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 		w = open(path, O_WRONLY | O_NONBLOCK);
-		C_CHECK(w < 0);
+		T_CHILD_CHECK(w < 0);
 		_exit(0);
 	}
 	ck_assert_child_ok(pid);

@@ -193,7 +193,9 @@ static void run_op(struct op *op, bool after)
 		ck_assert_msg(t_count_fds() == fds,
 			      "%s: allocation %ld failed: fd leaked", op->name,
 			      n);
-		ck_assert_int_eq(op->calls, 0);
+		ck_assert_msg(op->calls == 0,
+			      "%s: allocation %ld failed: the callback ran",
+			      op->name, n);
 	}
 	ck_assert_msg(r == 0 || r == 1, "%s never succeeded", op->name);
 	ck_assert_msg(failures > 0, "%s allocated nothing?", op->name);
@@ -201,19 +203,13 @@ static void run_op(struct op *op, bool after)
 	if (op->undo)
 		op->undo(op);
 	lib_end();
-	ck_assert_int_eq(t_count_fds(), fds);
+	ck_assert_msg(t_count_fds() == fds, "%s: undo leaked an fd", op->name);
 	lib_begin();
 	if (op->teardown)
 		op->teardown(op);
 	lib_end();
 	ck_assert_msg(nlive == 0, "%s: %d allocation(s) left after undo",
 		      op->name, nlive);
-}
-
-static void cb_count(struct cfd_token *tok, void *userdata)
-{
-	(void)tok;
-	((struct op *)userdata)->calls++;
 }
 
 /* Parents: p0 pending, p1 pending with an fd and a callback, p2 either
@@ -224,7 +220,7 @@ static void parents_pending(struct op *op)
 	cfd_token_new(&op->p[1], "p1");
 	cfd_token_new(&op->p[2], "p2");
 	cfd_token_fd(op->p[1]);
-	cfd_token_on_trigger(NULL, op->p[1], cb_count, op, 0);
+	cfd_token_on_trigger(NULL, op->p[1], t_count_call, &op->calls, 0);
 }
 
 static void parents_some_triggered(struct op *op)
@@ -295,7 +291,7 @@ static int call_all_of(struct op *op)
 static int call_on_trigger(struct op *op)
 {
 	return cfd_token_on_trigger((struct cfd_registration **)&op->out,
-				    op->p[0], cb_count, op, 0);
+				    op->p[0], t_count_call, &op->calls, 0);
 }
 
 static void undo_registration(struct op *op)
@@ -306,7 +302,8 @@ static void undo_registration(struct op *op)
 /* Floating: no output to check; success shows as the callback running. */
 static int call_on_trigger_floating(struct op *op)
 {
-	return cfd_token_on_trigger(NULL, op->p[0], cb_count, op, 0);
+	return cfd_token_on_trigger(NULL, op->p[0], t_count_call, &op->calls,
+				    0);
 }
 
 static void undo_floating(struct op *op)
@@ -350,8 +347,9 @@ static const struct op ops[] = {
 
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))
 
-/* _i: which op; one forked test each, failing one allocation */
-START_TEST(test_enomem_one)
+/* A loop test over the table of calls: each row (_i) names its call in
+ * every failure.  One forked test per call, failing one allocation. */
+START_TEST(test_each_failed_allocation_is_enomem_and_leaves_nothing)
 {
 	struct op op = ops[_i];
 
@@ -360,7 +358,7 @@ START_TEST(test_enomem_one)
 END_TEST
 
 /* ... and failing every allocation from the Nth on */
-START_TEST(test_enomem_from)
+START_TEST(test_allocations_failing_from_the_nth_on_leave_nothing)
 {
 	struct op op = ops[_i];
 
@@ -383,9 +381,9 @@ START_TEST(test_on_trigger_triggered_needs_no_memory)
 	cfd_token_trigger(t);
 	lib_end();
 	arm(0, true);
-	r[0] = cfd_token_on_trigger(&reg, t, cb_count, &op, 0);
-	r[1] = cfd_token_on_trigger(NULL, t, cb_count, &op, 0);
-	r[2] = cfd_token_on_trigger(&reg, t, cb_count, &op,
+	r[0] = cfd_token_on_trigger(&reg, t, t_count_call, &op.calls, 0);
+	r[1] = cfd_token_on_trigger(NULL, t, t_count_call, &op.calls, 0);
+	r[2] = cfd_token_on_trigger(&reg, t, t_count_call, &op.calls,
 				    CFD_CALLBACK_NO_INLINE);
 	ck_assert_int_eq(disarm(), 0);
 	ck_assert_int_eq(r[0], 1);
@@ -448,8 +446,8 @@ START_TEST(test_trigger_and_free_need_no_memory)
 	for (int i = 1; i < 40; i++)
 		cfd_token_child(&t[i], t[(i - 1) / 3], "n");
 	for (int i = 0; i < 40; i++) {
-		cfd_token_on_trigger(&reg[i], t[i], cb_count, &op, 0);
-		cfd_token_on_trigger(NULL, t[i], cb_count, &op, 0);
+		cfd_token_on_trigger(&reg[i], t[i], t_count_call, &op.calls, 0);
+		cfd_token_on_trigger(NULL, t[i], t_count_call, &op.calls, 0);
 		if (i % 2)
 			cfd_token_fd(t[i]);
 	}
@@ -602,8 +600,12 @@ static Suite *fault_suite(void)
 	TCase *tc;
 
 	tc = t_tcase("enomem");
-	tcase_add_loop_test(tc, test_enomem_one, 0, N_OPS);
-	tcase_add_loop_test(tc, test_enomem_from, 0, N_OPS);
+	tcase_add_loop_test(
+	    tc, test_each_failed_allocation_is_enomem_and_leaves_nothing, 0,
+	    N_OPS);
+	tcase_add_loop_test(
+	    tc, test_allocations_failing_from_the_nth_on_leave_nothing, 0,
+	    N_OPS);
 	tcase_add_test(tc, test_on_trigger_triggered_needs_no_memory);
 	tcase_add_test(tc, test_trigger_msg_without_memory);
 	tcase_add_test(tc, test_trigger_and_free_need_no_memory);

@@ -172,8 +172,8 @@ END_TEST
 
 /* ---- chain: the Python CancelToken.chain ---- */
 
-/* The seed: token_b = CancelToken('token-b').chain(token_a) */
-START_TEST(test_seed_chaining_trigger_a)
+/* The example: token_b = CancelToken('token-b').chain(token_a) */
+START_TEST(test_chain_triggers_when_the_chained_token_does)
 {
 	struct cfd_token *token_a = t_new_token("token-a");
 	struct cfd_token *b0 = t_new_token("token-b");
@@ -194,7 +194,7 @@ START_TEST(test_seed_chaining_trigger_a)
 END_TEST
 
 /* "token_b can be triggered independently, not effecting token_a" */
-START_TEST(test_seed_chaining_trigger_b)
+START_TEST(test_chain_triggers_alone_leaving_the_chained_token)
 {
 	struct cfd_token *token_a = t_new_token("token-a");
 	struct cfd_token *b0 = t_new_token("token-b");
@@ -300,27 +300,16 @@ END_TEST
 
 /*
  * Nested chain a:b:c = chain(chain(a, b), c).  Trigger one of a, b, c, a:b
- * or a:b:c (one per loop iteration, each in its own forked test) and check
- * exactly which tokens end triggered, with what origin and reason.
+ * or a:b:c (one per test) and check exactly which tokens end triggered
+ * (a bit per token), with what origin and reason.
  */
 enum { A, B, C, AB, ABC, N_NESTED };
 
-static const struct {
-	int target;
-	unsigned triggered; /* bit per token */
-} nested_cases[] = {
-	{ A, 1u << A | 1u << AB | 1u << ABC },
-	{ B, 1u << B | 1u << AB | 1u << ABC },
-	{ C, 1u << C | 1u << ABC },
-	{ AB, 1u << AB | 1u << ABC },
-	{ ABC, 1u << ABC },
-};
-
-START_TEST(test_nested_chain)
+static void check_nested_chain(int target, unsigned triggered)
 {
 	const char *names[N_NESTED] = { "a", "b", "c", "a:b", "a:b:c" };
 	struct cfd_token *t[N_NESTED];
-	int target = nested_cases[_i].target, fds[N_NESTED];
+	int fds[N_NESTED];
 
 	t[A] = t_new_token("a");
 	t[B] = t_new_token("b");
@@ -335,7 +324,7 @@ START_TEST(test_nested_chain)
 	ck_assert_int_eq(cfd_token_trigger_msg(t[target], names[target]), 1);
 
 	for (int i = 0; i < N_NESTED; i++) {
-		if (!(nested_cases[_i].triggered & (1u << i))) {
+		if (!(triggered & (1u << i))) {
 			assert_pending(t[i]);
 			ck_assert(!t_fd_readable(fds[i], 0));
 			continue;
@@ -355,6 +344,35 @@ START_TEST(test_nested_chain)
 	}
 	for (int i = N_NESTED - 1; i >= 0; i--)
 		cfd_token_unref(t[i]);
+}
+
+START_TEST(test_nested_chain_trigger_of_a_reaches_a_b_and_a_b_c)
+{
+	check_nested_chain(A, 1u << A | 1u << AB | 1u << ABC);
+}
+END_TEST
+
+START_TEST(test_nested_chain_trigger_of_b_reaches_a_b_and_a_b_c)
+{
+	check_nested_chain(B, 1u << B | 1u << AB | 1u << ABC);
+}
+END_TEST
+
+START_TEST(test_nested_chain_trigger_of_c_reaches_a_b_c_alone)
+{
+	check_nested_chain(C, 1u << C | 1u << ABC);
+}
+END_TEST
+
+START_TEST(test_nested_chain_trigger_of_a_b_reaches_a_b_c_alone)
+{
+	check_nested_chain(AB, 1u << AB | 1u << ABC);
+}
+END_TEST
+
+START_TEST(test_nested_chain_trigger_of_a_b_c_reaches_no_other)
+{
+	check_nested_chain(ABC, 1u << ABC);
 }
 END_TEST
 
@@ -868,15 +886,21 @@ static Suite *graph_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = t_tcase("chain");
-	tcase_add_test(tc, test_seed_chaining_trigger_a);
-	tcase_add_test(tc, test_seed_chaining_trigger_b);
+	tcase_add_test(tc, test_chain_triggers_when_the_chained_token_does);
+	tcase_add_test(tc, test_chain_triggers_alone_leaving_the_chained_token);
 	tcase_add_test(tc, test_chain_either_side);
 	tcase_add_test(tc, test_chain_born_triggered);
 	tcase_add_test(tc, test_chain_of_itself);
 	tcase_add_test(tc, test_chain_long_names);
 	tcase_add_test(tc, test_chain_einval);
-	tcase_add_loop_test(tc, test_nested_chain, 0,
-			    sizeof(nested_cases) / sizeof(nested_cases[0]));
+	tcase_add_test(tc,
+		       test_nested_chain_trigger_of_a_reaches_a_b_and_a_b_c);
+	tcase_add_test(tc,
+		       test_nested_chain_trigger_of_b_reaches_a_b_and_a_b_c);
+	tcase_add_test(tc, test_nested_chain_trigger_of_c_reaches_a_b_c_alone);
+	tcase_add_test(tc,
+		       test_nested_chain_trigger_of_a_b_reaches_a_b_c_alone);
+	tcase_add_test(tc, test_nested_chain_trigger_of_a_b_c_reaches_no_other);
 	suite_add_tcase(s, tc);
 
 	tc = t_tcase("any-of");

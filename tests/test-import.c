@@ -26,28 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "helpers-watcher.h"
 #include "helpers.h"
-
-/* An own watcher, dispatched by the test: nothing fires unless asked. */
-static struct cfd_watcher *new_watcher(void)
-{
-	struct cfd_watcher *w = NULL;
-
-	ck_assert_int_eq(cfd_watcher_new(&w), 0);
-	return w;
-}
-
-/* Dispatch w until tok triggers (bounded). */
-static bool dispatch_until(struct cfd_watcher *w, struct cfd_token *tok)
-{
-	int64_t end = t_now_ns() + CFD_MSEC(T_WAIT_MS);
-
-	while (!cfd_token_triggered(tok) && t_now_ns() < end) {
-		t_fd_readable(cfd_watcher_fd(w), 10);
-		cfd_watcher_dispatch(w);
-	}
-	return cfd_token_triggered(tok);
-}
 
 /* ---- the cause record, as cfd_token_export_fd(3) documents it ---- */
 
@@ -94,7 +74,7 @@ static struct cfd_token *import_pipe(int p[2], struct cfd_watcher *w)
 
 START_TEST(test_cause_crosses_a_socket)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *job = t_new_token("job"), *fetch, *imp, *kid;
 	char want[64];
 	int sv[2];
@@ -106,7 +86,7 @@ START_TEST(test_cause_crosses_a_socket)
 	ck_assert_int_eq(cfd_token_recv(&imp, sv[1], "imp", w), 0);
 	kid = t_new_child(imp, "kid");
 	ck_assert_int_eq(cfd_token_trigger_code(job, 499, "client left"), 1);
-	ck_assert(dispatch_until(w, kid));
+	ck_assert(tw_dispatch_until(w, kid));
 	/* the cause of the cascade over there: job's, a manual trigger */
 	ck_assert_int_eq(cfd_token_reason(imp), CFD_REASON_MANUAL);
 	ck_assert_int_eq(cfd_token_code(kid), 499);
@@ -136,7 +116,7 @@ END_TEST
  * first; a tree too deep to fit gives up its top, marked "...". */
 START_TEST(test_origin_path_names_the_ancestry)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *job = t_new_token("job");
 	struct cfd_token *fetch = t_new_child(job, "fetch"), *t, *imp;
 	char want[64], name[32];
@@ -146,7 +126,7 @@ START_TEST(test_origin_path_names_the_ancestry)
 	fd = cfd_token_export_fd(fetch, NULL, 0);
 	ck_assert_int_eq(cfd_token_import_fd(&imp, fd, "imp", w), 0);
 	ck_assert_int_eq(cfd_token_trigger_code(fetch, 504, "slow"), 1);
-	ck_assert(dispatch_until(w, imp));
+	ck_assert(tw_dispatch_until(w, imp));
 	snprintf(want, sizeof(want), "%s[%d]/job:fetch",
 		 program_invocation_short_name, (int)getpid());
 	ck_assert_str_eq(cfd_token_origin_path(imp), want);
@@ -166,7 +146,7 @@ START_TEST(test_origin_path_names_the_ancestry)
 	fd = cfd_token_export_fd(t, NULL, 0);
 	ck_assert_int_eq(cfd_token_import_fd(&imp, fd, "imp", w), 0);
 	cfd_token_trigger(t);
-	ck_assert(dispatch_until(w, imp));
+	ck_assert(tw_dispatch_until(w, imp));
 	path = cfd_token_origin_path(imp);
 	snprintf(want, sizeof(want),
 		 "%s[%d]/...:", program_invocation_short_name, (int)getpid());
@@ -212,7 +192,7 @@ static int child_imports(void *arg)
 
 START_TEST(test_cause_and_deadline_cross_fork)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *root = t_new_token("root");
 	struct fork_arg a = { .parent = getpid() };
 	int ready[2], fd, st;
@@ -250,7 +230,7 @@ END_TEST
 /* Through exec's environment: CANCELFD and CANCELFD_DEADLINE. */
 START_TEST(test_deadline_crosses_the_environment)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *t = t_new_token("t"), *got;
 	int64_t at = t_now_ns() + CFD_SEC(45), d;
 	int fd;
@@ -302,7 +282,7 @@ END_TEST
 
 START_TEST(test_deadline_crosses_a_socket)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *t = t_new_token("t"), *got, *none = t_new_token("n");
 	int64_t at = t_now_ns() + CFD_SEC(45), d;
 	int sv[2];
@@ -330,7 +310,7 @@ END_TEST
  * from another. */
 START_TEST(test_every_holder_reads_the_cause)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *t = t_new_token("shared-out"), *imp[3];
 	int fd = cfd_token_export_fd(t, NULL, 0), again;
 
@@ -342,7 +322,7 @@ START_TEST(test_every_holder_reads_the_cause)
 	ck_assert_int_eq(cfd_token_import_fd(&imp[2], again, "j", w), 0);
 	cfd_token_trigger_msg(t, "to all");
 	for (int i = 0; i < 3; i++) {
-		ck_assert(dispatch_until(w, imp[i]));
+		ck_assert(tw_dispatch_until(w, imp[i]));
 		ck_assert_str_eq(cfd_token_message(imp[i]), "to all");
 		ck_assert(cfd_token_remote(imp[i]));
 	}
@@ -379,7 +359,7 @@ static int child_exports_then_dies(void *arg)
 
 START_TEST(test_gone_when_the_exporter_dies)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *imp;
 	int sv[2], st;
 
@@ -388,7 +368,7 @@ START_TEST(test_gone_when_the_exporter_dies)
 	st = t_in_child(child_exports_then_dies, &sv[0]);
 	ck_assert_int_eq(st, 128 + SIGKILL);
 	ck_assert_int_eq(cfd_token_recv(&imp, sv[1], "imp", w), 0);
-	ck_assert(dispatch_until(w, imp));
+	ck_assert(tw_dispatch_until(w, imp));
 	ck_assert_int_eq(cfd_token_reason(imp), CFD_REASON_GONE);
 	ck_assert(cfd_token_remote(imp));
 	ck_assert_int_eq(cfd_token_origin_pid(imp), 0); /* unknown */
@@ -401,13 +381,13 @@ END_TEST
 
 START_TEST(test_gone_when_the_token_is_freed)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *t = t_new_token("dropped"), *imp;
 	int fd = cfd_token_export_fd(t, NULL, 0);
 
 	ck_assert_int_eq(cfd_token_import_fd(&imp, fd, "imp", w), 0);
 	cfd_token_unref(t);
-	ck_assert(dispatch_until(w, imp));
+	ck_assert(tw_dispatch_until(w, imp));
 	ck_assert_int_eq(cfd_token_reason(imp), CFD_REASON_GONE);
 	ck_assert_int_eq(cfd_token_origin_pid(imp), getpid());
 	ck_assert_ptr_nonnull(strstr(cfd_token_origin_path(imp), "]/dropped"));
@@ -421,14 +401,14 @@ END_TEST
 
 START_TEST(test_garbage_is_an_fd_trigger)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	int p[2];
 	struct cfd_token *t = import_pipe(p, w);
 
 	ck_assert_int_eq(write(p[1], "not a record at all, really not", 31),
 			 31);
 	close(p[1]);
-	ck_assert(dispatch_until(w, t));
+	ck_assert(tw_dispatch_until(w, t));
 	ck_assert_int_eq(cfd_token_reason(t), CFD_REASON_FD);
 	ck_assert(!cfd_token_remote(t));
 	ck_assert_ptr_null(cfd_token_message(t));
@@ -442,14 +422,14 @@ END_TEST
  * any watcher of the fd), with no cause. */
 START_TEST(test_half_a_record_is_an_fd_trigger)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct record r;
 	int p[2];
 	struct cfd_token *t = import_pipe(p, w);
 
 	record(&r, 1, CFD_REASON_TIMEOUT, 0, 0, 1, 0, "x[1]/y", 6, "m", 1);
 	ck_assert_int_eq(write(p[1], r.b, r.n / 2), (ssize_t)(r.n / 2));
-	ck_assert(dispatch_until(w, t));
+	ck_assert(tw_dispatch_until(w, t));
 	ck_assert_int_eq(cfd_token_reason(t), CFD_REASON_FD);
 	ck_assert(!cfd_token_remote(t));
 	cfd_token_unref(t);
@@ -461,7 +441,7 @@ END_TEST
 /* A whole record and no hang-up: the cause counts. */
 START_TEST(test_record_without_hangup)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct record r;
 	int p[2];
 	struct cfd_token *t = import_pipe(p, w);
@@ -469,7 +449,7 @@ START_TEST(test_record_without_hangup)
 	record(&r, 1, CFD_REASON_CONDITION, 0, 42, 777, CFD_SEC(2),
 	       "peer[777]/job", 13, "over quota", 10);
 	ck_assert_int_eq(write(p[1], r.b, r.n), (ssize_t)r.n);
-	ck_assert(dispatch_until(w, t));
+	ck_assert(tw_dispatch_until(w, t));
 	ck_assert_int_eq(cfd_token_reason(t), CFD_REASON_CONDITION);
 	ck_assert_int_eq(cfd_token_code(t), 42);
 	ck_assert_int_eq(cfd_token_origin_pid(t), 777);
@@ -486,7 +466,7 @@ END_TEST
 /* No record ever, the pipe kept open: pending, however long. */
 START_TEST(test_open_pipe_without_record_stays_pending)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	int p[2];
 	struct cfd_token *t = import_pipe(p, w);
 
@@ -496,7 +476,7 @@ START_TEST(test_open_pipe_without_record_stays_pending)
 	}
 	ck_assert(!cfd_token_triggered(t));
 	close(p[1]);
-	ck_assert(dispatch_until(w, t));
+	ck_assert(tw_dispatch_until(w, t));
 	ck_assert_int_eq(cfd_token_reason(t), CFD_REASON_GONE);
 	cfd_token_unref(t);
 	close(p[0]);
@@ -508,7 +488,7 @@ END_TEST
  * invalid UTF-8 become '?', valid UTF-8 stays. */
 START_TEST(test_text_is_made_printable)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	static const char msg[] = "a\033[2Jb\xff\xc3\xa9\n";
 	static const char path[] = "p\x01[3]/\xe2\x82";
 	struct record r;
@@ -519,7 +499,7 @@ START_TEST(test_text_is_made_printable)
 	       msg, sizeof(msg) - 1);
 	ck_assert_int_eq(write(p[1], r.b, r.n), (ssize_t)r.n);
 	close(p[1]);
-	ck_assert(dispatch_until(w, t));
+	ck_assert(tw_dispatch_until(w, t));
 	ck_assert_str_eq(cfd_token_message(t), "a?[2Jb?\xc3\xa9?");
 	ck_assert_str_eq(cfd_token_origin_path(t), "p?[3]/??");
 	cfd_token_unref(t);
@@ -532,7 +512,7 @@ END_TEST
  * fd trigger with no cause, never a crash, never a cause made up. */
 START_TEST(test_lying_records_are_fd_triggers)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	char big[5000];
 	struct record r;
 	int p[2];
@@ -568,7 +548,7 @@ START_TEST(test_lying_records_are_fd_triggers)
 		}
 		ck_assert_int_eq(write(p[1], r.b, r.n), (ssize_t)r.n);
 		close(p[1]);
-		ck_assert(dispatch_until(w, t));
+		ck_assert(tw_dispatch_until(w, t));
 		ck_assert_msg(cfd_token_reason(t) == CFD_REASON_FD,
 			      "case %d: reason %d", c, cfd_token_reason(t));
 		ck_assert(!cfd_token_remote(t));
@@ -649,7 +629,7 @@ static int in_forked_importer(void *arg)
 
 START_TEST(test_fork_of_an_importer)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *t = t_new_token("t");
 	struct forked_importer f;
 
@@ -657,7 +637,7 @@ START_TEST(test_fork_of_an_importer)
 	ck_assert_int_eq(cfd_token_import_fd(&f.imp, f.fd, "imp", w), 0);
 	cfd_token_trigger_code(t, 9, NULL);
 	ck_assert_int_eq(t_in_child(in_forked_importer, &f), 0);
-	ck_assert(dispatch_until(w, f.imp));
+	ck_assert(tw_dispatch_until(w, f.imp));
 	ck_assert_int_eq(cfd_token_code(f.imp), 9);
 	cfd_token_unref(f.imp);
 	close(f.fd);
@@ -746,7 +726,7 @@ static void *trigger_exporter(void *arg)
 START_TEST(test_import_triggered_while_its_fire_reads)
 {
 	int rounds = T_TSAN ? 300 : 3000;
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 
 	ck_assert_int_eq(cfd_watcher_start(w), 0);
 	for (int i = 0; i < rounds; i++) {

@@ -73,12 +73,6 @@ static void *do_unref(void *arg)
 	return NULL;
 }
 
-static void cb_count(struct cfd_token *tok, void *userdata)
-{
-	(void)tok;
-	++*(int *)userdata;
-}
-
 /* ---- a chain a million deep ---- */
 
 /* root -> c1 -> c2 -> ... -> leaf; only root and leaf are held by the
@@ -112,8 +106,8 @@ START_TEST(test_million_deep_chain)
 	leaf = build_chain(root, DEEP);
 	built = ms_since(t0);
 	leaf_fd = cfd_token_fd(leaf);
-	ck_assert_int_eq(cfd_token_on_trigger(NULL, leaf, cb_count, &calls, 0),
-			 0);
+	ck_assert_int_eq(
+	    cfd_token_on_trigger(NULL, leaf, t_count_call, &calls, 0), 0);
 
 	t0 = t_now_ns();
 	on_small_stack(do_trigger, root);
@@ -149,8 +143,8 @@ START_TEST(test_million_deep_chain_freed_pending)
 
 	ck_assert_int_eq(cfd_token_new(&root, "root"), 0);
 	leaf = build_chain(root, DEEP);
-	ck_assert_int_eq(cfd_token_on_trigger(NULL, root, cb_count, &calls, 0),
-			 0);
+	ck_assert_int_eq(
+	    cfd_token_on_trigger(NULL, root, t_count_call, &calls, 0), 0);
 	/* the whole chain goes; the root, still held, stays */
 	on_small_stack(do_unref, leaf);
 	ck_assert_str_eq(cfd_token_name(root), "root");
@@ -199,7 +193,7 @@ START_TEST(test_million_children)
 	for (int k = 0; k < 1000; k++)
 		ck_assert_int_eq(cfd_token_on_trigger(NULL,
 						      c[k * (WIDE / 1000)],
-						      cb_count, &calls, 0),
+						      t_count_call, &calls, 0),
 				 0);
 
 	t0 = t_now_ns();
@@ -238,7 +232,7 @@ static void cycle(struct cfd_token *root, long i, int *calls)
 	if (i % 1000 == 0 && cfd_token_fd(c) < 0)
 		ck_abort_msg("cycle %ld: cfd_token_fd failed", i);
 	if (i % 100 == 0 &&
-	    cfd_token_on_trigger(NULL, c, cb_count, calls, 0) != 0)
+	    cfd_token_on_trigger(NULL, c, t_count_call, calls, 0) != 0)
 		ck_abort_msg("cycle %ld: cfd_token_on_trigger failed", i);
 	cfd_token_unref(c);
 }

@@ -2,8 +2,8 @@
 /*
  * Description: the token (lib/token.c): life cycle, trigger and the cause,
  * check, wait, the lazily made fd, argument errors, -ECHILD after fork, and
- * the seed examples (quick start, loop exit, raise-if-triggered, waiting for
- * an external signal) written in C.
+ * the examples (quick start, loop exit, raise-if-triggered, waiting for an
+ * external signal) written in C.
  */
 #define _GNU_SOURCE
 #include <cancelfd.h>
@@ -735,7 +735,7 @@ START_TEST(test_echild_after_fork)
 }
 END_TEST
 
-/* ---- the seeds, in C ---- */
+/* ---- the examples, in C ---- */
 
 /*
  * Quick start: a worker prints "started task", blocks in poll() on the
@@ -773,7 +773,7 @@ static void *some_task(void *arg)
 	return NULL;
 }
 
-START_TEST(test_seed_quick_start)
+START_TEST(test_task_polling_the_token_fd_ends_on_trigger)
 {
 	struct quick q = { .poll_ret = -2 };
 	char out[128] = "";
@@ -835,7 +835,7 @@ static void *my_task_loop(void *arg)
 	return NULL;
 }
 
-START_TEST(test_seed_loop_exit)
+START_TEST(test_loop_until_triggered_exits_on_trigger)
 {
 	struct looper l = { .iterations = -1 };
 	pthread_t th;
@@ -867,7 +867,7 @@ static int do_steps(struct cfd_token *tok, int trigger_after, int *steps)
 	}
 }
 
-START_TEST(test_seed_raise_if_triggered)
+START_TEST(test_check_stops_the_steps_at_the_trigger)
 {
 	struct cfd_token *tok;
 	int steps = 0;
@@ -902,7 +902,7 @@ static void *raising_task(void *arg)
 	}
 }
 
-START_TEST(test_seed_raise_if_triggered_thread)
+START_TEST(test_check_stops_a_thread_triggered_from_main)
 {
 	struct raiser r = { .ret = 1 };
 	pthread_t th;
@@ -941,7 +941,7 @@ static void *do_work(void *arg)
 	return NULL;
 }
 
-START_TEST(test_seed_external_signal_wait)
+START_TEST(test_wait_returns_when_a_worker_triggers)
 {
 	struct work w = { .result = 0 };
 	pthread_t th;
@@ -957,7 +957,7 @@ START_TEST(test_seed_external_signal_wait)
 }
 END_TEST
 
-START_TEST(test_seed_external_signal_fd)
+START_TEST(test_fd_is_readable_when_a_worker_triggers)
 {
 	struct work w = { .result = 0 };
 	pthread_t th;
@@ -1027,13 +1027,13 @@ static Suite *token_suite(void)
 	tcase_add_test(tc, test_echild_after_fork);
 	suite_add_tcase(s, tc);
 
-	tc = t_tcase("seeds");
-	tcase_add_test(tc, test_seed_quick_start);
-	tcase_add_test(tc, test_seed_loop_exit);
-	tcase_add_test(tc, test_seed_raise_if_triggered);
-	tcase_add_test(tc, test_seed_raise_if_triggered_thread);
-	tcase_add_test(tc, test_seed_external_signal_wait);
-	tcase_add_test(tc, test_seed_external_signal_fd);
+	tc = t_tcase("examples");
+	tcase_add_test(tc, test_task_polling_the_token_fd_ends_on_trigger);
+	tcase_add_test(tc, test_loop_until_triggered_exits_on_trigger);
+	tcase_add_test(tc, test_check_stops_the_steps_at_the_trigger);
+	tcase_add_test(tc, test_check_stops_a_thread_triggered_from_main);
+	tcase_add_test(tc, test_wait_returns_when_a_worker_triggers);
+	tcase_add_test(tc, test_fd_is_readable_when_a_worker_triggers);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -33,27 +33,6 @@
 #include "helpers-watcher.h"
 #include "helpers.h"
 
-static struct cfd_watcher *new_watcher(void)
-{
-	struct cfd_watcher *w = NULL;
-
-	ck_assert_int_eq(cfd_watcher_new(&w), 0);
-	return w;
-}
-
-static bool fd_is(int fd, const char *what)
-{
-	char path[64], target[128];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
-		return false;
-	target[n] = '\0';
-	return strstr(target, what) != NULL;
-}
-
 /* ======================================================================
  * life cycle, errors, dispatch
  * ==================================================================== */
@@ -67,7 +46,7 @@ START_TEST(test_new_ref_unref)
 	ck_assert_ptr_nonnull(w);
 	/* an epoll set, a doorbell eventfd and one timerfd */
 	ck_assert_int_eq(t_count_fds(), fds + 3);
-	ck_assert(fd_is(cfd_watcher_fd(w), "eventpoll"));
+	ck_assert(t_fd_is(cfd_watcher_fd(w), "anon_inode:[eventpoll]"));
 	ck_assert_int_eq(cfd_watcher_fd(w), cfd_watcher_fd(w));
 	ck_assert_ptr_eq(cfd_watcher_ref(w), w);
 	ck_assert_ptr_null(cfd_watcher_unref(w));
@@ -107,7 +86,7 @@ END_TEST
  * blocks and returns the number of events it handled. */
 START_TEST(test_dispatch_counts)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *a = t_new_token("a"), *b = t_new_token("b");
 	int pa[2], pb[2];
 
@@ -168,7 +147,7 @@ static void *dispatcher(void *arg)
 
 START_TEST(test_dispatch_two_threads)
 {
-	struct two_dispatchers d = { .w = new_watcher() };
+	struct two_dispatchers d = { .w = tw_new_watcher() };
 	pthread_t th[2];
 
 	for (int i = 0; i < 64; i++) {
@@ -221,7 +200,7 @@ static void reenter(struct cfd_token *tok, void *arg)
 
 START_TEST(test_dispatch_from_callback)
 {
-	struct reentry r = { .w = new_watcher(), .gate = -1, .done = -1 };
+	struct reentry r = { .w = tw_new_watcher(), .gate = -1, .done = -1 };
 	struct cfd_token *tok = t_new_token("t");
 	int efd;
 
@@ -244,7 +223,7 @@ END_TEST
 
 START_TEST(test_start_stop)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 
 	ck_assert_int_eq(cfd_watcher_stop(w), -EALREADY);
 	for (int round = 0; round < 3; round++) {
@@ -290,7 +269,7 @@ static void *dispatch_all_along(void *arg)
 
 START_TEST(test_stop_while_dispatching)
 {
-	struct stop_race r = { .w = new_watcher() };
+	struct stop_race r = { .w = tw_new_watcher() };
 	pthread_t th;
 
 	ck_assert_int_eq(pthread_create(&th, NULL, dispatch_all_along, &r), 0);
@@ -309,7 +288,7 @@ END_TEST
  * (-EDEADLK), dispatch would recurse (-EDEADLK), start is -EALREADY. */
 START_TEST(test_own_thread_calls)
 {
-	struct reentry r = { .w = new_watcher(),
+	struct reentry r = { .w = tw_new_watcher(),
 			     .own_thread = true,
 			     .gate = -1,
 			     .done = eventfd(0, EFD_CLOEXEC) };
@@ -345,7 +324,7 @@ static void drop_watcher(struct cfd_token *tok, void *arg)
 
 START_TEST(test_last_unref_on_own_thread)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("t");
 	int fds = t_count_fds() - 3; /* without the watcher's fds */
 	int64_t end = t_now_ns() + CFD_MSEC(T_WAIT_MS);
@@ -431,38 +410,39 @@ END_TEST
 
 static struct cfd_watcher *parent_w;
 
-static void child_uses_parent_watcher(void *arg)
+static int child_uses_parent_watcher(void *arg)
 {
 	struct cfd_token *tok;
 	struct cfd_watcher *d = NULL;
 
 	(void)arg;
-	TW_CHILD_CHECK(cfd_token_new(&tok, "child") == 0);
-	TW_CHILD_CHECK(cfd_watcher_fd(parent_w) == -ECHILD);
-	TW_CHILD_CHECK(cfd_watcher_dispatch(parent_w) == -ECHILD);
-	TW_CHILD_CHECK(cfd_watcher_start(parent_w) == -ECHILD);
-	TW_CHILD_CHECK(cfd_watcher_stop(parent_w) == -ECHILD);
-	TW_CHILD_CHECK(cfd_token_trigger_async_safe(tok, parent_w, 0) ==
-		       -ECHILD);
-	TW_CHILD_CHECK(!cfd_token_triggered(tok));
-	TW_CHILD_CHECK(
-	    cfd_source_add_timeout(NULL, tok, parent_w, CFD_SEC(1)) == -ECHILD);
-	TW_CHILD_CHECK(cfd_watcher_unref(parent_w) == NULL); /* left alone */
+	T_CHILD_CHECK(cfd_token_new(&tok, "child") == 0);
+	T_CHILD_CHECK(cfd_watcher_fd(parent_w) == -ECHILD);
+	T_CHILD_CHECK(cfd_watcher_dispatch(parent_w) == -ECHILD);
+	T_CHILD_CHECK(cfd_watcher_start(parent_w) == -ECHILD);
+	T_CHILD_CHECK(cfd_watcher_stop(parent_w) == -ECHILD);
+	T_CHILD_CHECK(cfd_token_trigger_async_safe(tok, parent_w, 0) ==
+		      -ECHILD);
+	T_CHILD_CHECK(!cfd_token_triggered(tok));
+	T_CHILD_CHECK(cfd_source_add_timeout(NULL, tok, parent_w, CFD_SEC(1)) ==
+		      -ECHILD);
+	T_CHILD_CHECK(cfd_watcher_unref(parent_w) == NULL); /* left alone */
 	/* No default watcher was made in the parent: the child makes its
 	 * own on first use. */
-	TW_CHILD_CHECK(cfd_watcher_default(&d) == 0);
-	TW_CHILD_CHECK(cfd_watcher_fd(d) >= 0);
+	T_CHILD_CHECK(cfd_watcher_default(&d) == 0);
+	T_CHILD_CHECK(cfd_watcher_fd(d) >= 0);
 	cfd_watcher_unref(d);
+	return 0;
 }
 
 START_TEST(test_after_fork_echild)
 {
 	struct cfd_token *tok = t_new_token("parent");
 
-	parent_w = new_watcher();
+	parent_w = tw_new_watcher();
 	ck_assert_int_eq(
 	    cfd_source_add_timeout(NULL, tok, parent_w, CFD_USEC(100)), 0);
-	tw_fork_check(child_uses_parent_watcher, NULL);
+	ck_assert_int_eq(t_in_child(child_uses_parent_watcher, NULL), 0);
 	/* the parent's watcher is unharmed by the child's calls */
 	ck_assert(tw_dispatch_until(parent_w, tok));
 	cfd_token_unref(tok);
@@ -472,31 +452,34 @@ END_TEST
 
 /* The parent's default watcher (and its thread) does not exist in a child:
  * first use in the child makes a new one, which works. */
-static void child_default(void *arg)
+static int child_default(void *arg)
 {
 	struct cfd_watcher *parent_default = arg, *d = NULL;
 	struct cfd_token *tok;
 
-	TW_CHILD_CHECK(cfd_watcher_fd(parent_default) == -ECHILD);
-	TW_CHILD_CHECK(cfd_watcher_default(&d) == 0);
-	TW_CHILD_CHECK(d != parent_default);
-	TW_CHILD_CHECK(cfd_watcher_dispatch(d) == -EBUSY); /* runs */
-	TW_CHILD_CHECK(cfd_token_new(&tok, "child") == 0);
-	TW_CHILD_CHECK(cfd_source_add_timeout(NULL, tok, NULL, CFD_USEC(100)) ==
-		       0);
-	TW_CHILD_CHECK(cfd_token_wait(tok, CFD_MSEC(T_WAIT_MS)) == 0);
-	TW_CHILD_CHECK(cfd_token_reason(tok) == CFD_REASON_TIMEOUT);
+	T_CHILD_CHECK(cfd_watcher_fd(parent_default) == -ECHILD);
+	T_CHILD_CHECK(cfd_watcher_default(&d) == 0);
+	T_CHILD_CHECK(d != parent_default);
+	T_CHILD_CHECK(cfd_watcher_dispatch(d) == -EBUSY); /* runs */
+	T_CHILD_CHECK(cfd_token_new(&tok, "child") == 0);
+	T_CHILD_CHECK(cfd_source_add_timeout(NULL, tok, NULL, CFD_USEC(100)) ==
+		      0);
+	T_CHILD_CHECK(cfd_token_wait(tok, CFD_MSEC(T_WAIT_MS)) == 0);
+	T_CHILD_CHECK(cfd_token_reason(tok) == CFD_REASON_TIMEOUT);
 	/* an async trigger lands on the child's default watcher */
-	TW_CHILD_CHECK(cfd_token_new(&tok, "async") == 0);
-	TW_CHILD_CHECK(cfd_token_trigger_async_safe(tok, NULL, SIGUSR1) == 1);
+	T_CHILD_CHECK(cfd_token_new(&tok, "async") == 0);
+	T_CHILD_CHECK(cfd_token_trigger_async_safe(tok, NULL, SIGUSR1) == 1);
 	cfd_watcher_unref(d);
+	return 0;
 }
 
 START_TEST(test_default_after_fork)
 {
 	struct cfd_token *settle;
 
-	if (TW_TSAN) {
+	/* ThreadSanitizer cannot start threads in a child forked from a
+	 * process that has threads (it dies). */
+	if (T_TSAN) {
 		fprintf(stderr,
 			"test_default_after_fork: skipped under TSan\n");
 		return;
@@ -510,7 +493,7 @@ START_TEST(test_default_after_fork)
 	    cfd_source_add_timeout(NULL, settle, NULL, CFD_USEC(100)), 0);
 	ck_assert_int_eq(cfd_token_wait(settle, CFD_MSEC(T_WAIT_MS)), 0);
 	cfd_token_unref(settle);
-	tw_fork_check(child_default, tw_default);
+	ck_assert_int_eq(t_in_child(child_default, tw_default), 0);
 }
 END_TEST
 
@@ -570,7 +553,7 @@ START_TEST(test_async_from_signal_handler)
 	struct ran on_tok = { 0 }, on_child = { 0 };
 	int tok_fd, child_fd;
 
-	handler.w = new_watcher();
+	handler.w = tw_new_watcher();
 	handler.tok = t_new_token("handled");
 	ck_assert_int_eq(cfd_token_child(&child, handler.tok, "child"), 0);
 	ck_assert_int_eq(
@@ -622,7 +605,7 @@ START_TEST(test_async_preserves_errno)
 {
 	uint64_t max = 0xfffffffffffffffeull;
 	struct cfd_token *tok = t_new_token("full");
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 
 	ck_assert_int_eq(write(cfd_token_fd(tok), &max, sizeof(max)),
 			 sizeof(max));
@@ -649,7 +632,7 @@ static void *sleeper(void *arg)
 {
 	struct sleeper *s = arg;
 
-	atomic_store(&s->tid, gettid());
+	atomic_store(&s->tid, t_gettid());
 	return (void *)(intptr_t)cfd_token_wait(s->tok, CFD_FOREVER);
 }
 
@@ -659,7 +642,7 @@ START_TEST(test_async_wakes_waiters)
 	pthread_t th;
 	void *ret;
 
-	handler.w = new_watcher();
+	handler.w = tw_new_watcher();
 	handler.tok = sl.tok = t_new_token("waited");
 	install_handler(SIGUSR2);
 	ck_assert_int_eq(pthread_create(&th, NULL, sleeper, &sl), 0);
@@ -734,7 +717,7 @@ struct loop_case {
 static void case_init(struct loop_case *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->w = new_watcher();
+	c->w = tw_new_watcher();
 	c->job = t_new_token("job");
 	ck_assert_int_eq(
 	    cfd_source_add_timeout(NULL, c->job, c->w, CFD_MSEC(1)), 0);
@@ -1030,7 +1013,7 @@ END_TEST
  * frees the watcher itself; unref then frees it again (double free). */
 START_TEST(test_regression_unref_running)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 
 	ck_assert_int_eq(cfd_watcher_start(w), 0);
 	ck_assert_ptr_null(cfd_watcher_unref(w));
@@ -1052,14 +1035,14 @@ static void *stop_it(void *arg)
 {
 	struct stopper *s = arg;
 
-	atomic_store(&s->tid, gettid());
+	atomic_store(&s->tid, t_gettid());
 	s->result = cfd_watcher_stop(s->w);
 	return NULL;
 }
 
 START_TEST(test_regression_start_from_own_thread_while_stopping)
 {
-	struct reentry r = { .w = new_watcher(),
+	struct reentry r = { .w = tw_new_watcher(),
 			     .own_thread = true,
 			     .gate = eventfd(0, EFD_CLOEXEC),
 			     .done = eventfd(0, EFD_CLOEXEC) };
@@ -1096,7 +1079,7 @@ END_TEST
  * that never releases it: the token and its eventfd leak. */
 START_TEST(test_regression_async_pending_at_free)
 {
-	struct cfd_watcher *w = new_watcher();
+	struct cfd_watcher *w = tw_new_watcher();
 	struct cfd_token *tok = t_new_token("t");
 	int fds = t_count_fds(); /* before the token's fd */
 

@@ -29,6 +29,15 @@ bool t_uring_available(void)
 	return true;
 }
 
+int t_uring_main(Suite *(*make)(void))
+{
+	if (!t_uring_available()) {
+		printf("io_uring unavailable here: skipped\n");
+		return 77;
+	}
+	return t_run_suite(make());
+}
+
 bool fx_open(struct fx *f, int kind, unsigned sq, unsigned cq)
 {
 	struct io_uring_params p;
@@ -55,7 +64,7 @@ bool fx_open(struct fx *f, int kind, unsigned sq, unsigned cq)
 	return true;
 }
 
-static struct io_uring_cqe *wait_cqe_ms(struct io_uring *ring, int ms)
+struct io_uring_cqe *fx_wait_cqe(struct io_uring *ring, int ms)
 {
 	struct __kernel_timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 	struct io_uring_cqe *cqe = NULL;
@@ -101,7 +110,7 @@ int fx_probe(struct fx *f)
 	sqe->user_data = PROBE_UD;
 	io_uring_submit(&f->ring);
 	while (found < 0 || seen < found) {
-		struct io_uring_cqe *cqe = wait_cqe_ms(&f->ring, T_WAIT_MS);
+		struct io_uring_cqe *cqe = fx_wait_cqe(&f->ring, T_WAIT_MS);
 		uint64_t ud;
 
 		ck_assert_msg(cqe, "probe: CQEs missing (%d of %d)", seen,
@@ -139,7 +148,7 @@ void fx_close(struct fx *f)
 	f->cu = cfd_uring_unref(f->cu);
 	ck_assert_int_eq(fx_probe(f), 0);
 	/* stragglers: failed removals of requests the probe took */
-	while ((c = wait_cqe_ms(&f->ring, 1))) {
+	while ((c = fx_wait_cqe(&f->ring, 1))) {
 		ck_assert(CFD_URING_UDATA_IS_OWN(c->user_data));
 		io_uring_cqe_seen(&f->ring, c);
 	}
@@ -156,7 +165,7 @@ int fx_loop(struct fx *f, struct seen *out, int max, int want, int ms,
 		struct io_uring_cqe *cqe;
 		unsigned head, count = 0;
 
-		wait_cqe_ms(&f->ring, 10);
+		fx_wait_cqe(&f->ring, 10);
 		io_uring_for_each_cqe(&f->ring, head, cqe)
 		{
 			uint64_t ud;
@@ -179,6 +188,51 @@ int fx_loop(struct fx *f, struct seen *out, int max, int want, int ms,
 		io_uring_cq_advance(&f->ring, count);
 	}
 	return n;
+}
+
+/* ---- ops and scopes ---- */
+
+struct io_uring_sqe sqe_read(int fd, void *buf, unsigned len)
+{
+	struct io_uring_sqe sqe;
+
+	memset(&sqe, 0, sizeof(sqe));
+	io_uring_prep_read(&sqe, fd, buf, len, 0);
+	return sqe;
+}
+
+void fill_pipe(int fd)
+{
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+}
+
+unsigned sq_consumed(struct io_uring *ring)
+{
+	return *ring->sq.khead;
+}
+
+/* Queue a read of fd in scope s with user_data ud (no submit). */
+void scope_read(struct fx *f, struct cfd_scope *s, int fd, char *buf,
+		uint64_t ud, unsigned flags)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&f->ring);
+
+	if (!sqe) {
+		io_uring_submit(&f->ring);
+		sqe = io_uring_get_sqe(&f->ring);
+	}
+	ck_assert_ptr_nonnull(sqe);
+	io_uring_prep_read(sqe, fd, buf, 1, 0);
+	sqe->user_data = ud;
+	ck_assert_int_eq(cfd_scope_add(s, sqe, flags), 0);
+}
+
+struct seen expect_one(struct fx *f)
+{
+	struct seen s[2];
+
+	ck_assert_int_eq(fx_loop(f, s, 2, 1, T_WAIT_MS, NULL), 1);
+	return s[0];
 }
 
 /* ---- targets ---- */

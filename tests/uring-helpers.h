@@ -3,7 +3,7 @@
 #define CFD_TEST_URING_HELPERS_H
 
 /*
- * Helpers of the io_uring suite: rings of both kinds, the end-of-test
+ * Helpers of the io_uring suites: rings of every kind, the end-of-test
  * probe that proves nothing is left in flight, a caller's CQE loop, the
  * pending ops the tests cancel, and a helper thread that acts once the
  * ring has consumed a wait's SQEs (so no test depends on timing).
@@ -27,6 +27,10 @@ struct fx {
 	struct cfd_uring *cu;
 	int kind;
 };
+
+/* In a loop test over the ring kinds (tcase_add_loop_test(tc, test, 0,
+ * NRING_KINDS)): the ring kind of this run. */
+#define KIND (_i)
 
 /* false: this kernel lacks the ring kind (the test passes vacuously) */
 bool fx_open(struct fx *f, int kind, unsigned sq, unsigned cq);
@@ -61,6 +65,23 @@ struct loop_stats {
  */
 int fx_loop(struct fx *f, struct seen *out, int max, int want, int ms,
 	    struct loop_stats *st);
+
+/* The next CQE (submitting first), waiting at most ms; NULL if none came.
+ * Fails the test on an error of the ring. */
+struct io_uring_cqe *fx_wait_cqe(struct io_uring *ring, int ms);
+
+/* Ops and pipes: an SQE that reads len bytes of fd; a byte written to fd;
+ * how many SQEs the kernel has consumed. */
+struct io_uring_sqe sqe_read(int fd, void *buf, unsigned len);
+void fill_pipe(int fd);
+unsigned sq_consumed(struct io_uring *ring);
+
+/* Queue a 1-byte read of fd in scope s with user_data ud (no submit). */
+void scope_read(struct fx *f, struct cfd_scope *s, int fd, char *buf,
+		uint64_t ud, unsigned flags);
+/* The caller's loop sees exactly one CQE of the caller's (within
+ * T_WAIT_MS): it. */
+struct seen expect_one(struct fx *f);
 
 /* A pending op of one of several kinds, and a way to complete it. */
 enum target_kind {
@@ -134,5 +155,8 @@ void t_install_sigusr1(void);
 
 /* io_uring itself unusable here (-ENOSYS, -EPERM): the suite skips. */
 bool t_uring_available(void);
+/* main() of an io_uring suite: run make()'s suite (t_run_suite()), or say
+ * that it is skipped and return 77 when io_uring is unusable. */
+int t_uring_main(Suite *(*make)(void));
 
 #endif
