@@ -81,6 +81,9 @@ class CancelScope:
             return
         self._state = "cancelling"
         self._task.cancel()
+        self._pass_on()
+
+    def _pass_on(self):
         link = self._link
         if link is not None and not link.triggered:
             link._trigger_from(self.token)
@@ -102,5 +105,10 @@ class CancelScope:
             if self._reader is not None:
                 self._reader.discard_callback(self._on_trigger)
                 self._reader = None
+            if self._state == "entered" and self.token.triggered:
+                # Triggered, and the block ended before the loop's next
+                # turn: nothing was left to cancel here, but the link is.
+                self.cancelled_caught = True
+                self._pass_on()
             self._state = "exited"
         return False

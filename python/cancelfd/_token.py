@@ -4,6 +4,7 @@
 import asyncio
 import enum
 import importlib
+import os
 import time
 
 try:
@@ -639,7 +640,12 @@ class CancelToken(_c.Token):
         The variable is removed from the environment.  Call it early,
         before starting threads.
         """
-        tok = cls._from_env(name)
+        try:
+            tok = cls._from_env(name)
+        finally:
+            # The library removed it from the C environment; os.environ
+            # is Python's copy of it.
+            os.environ.pop(_c.ENV, None)
         return None if tok is None else tok._made(loop, ())
 
 
@@ -676,7 +682,6 @@ def _rebuild(cls, name, dupfd):
     try:
         return cls._import_fd(fd, name)._made(None, ())
     finally:
-        import os
         os.close(fd)
 
 
