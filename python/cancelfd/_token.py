@@ -207,12 +207,17 @@ class _Reader:
             del readers[self.loop]
 
     def _fire(self):
-        self._close()
+        # The wake-up path: as little as a bare add_reader callback does.
+        self.closed = True
+        loop = self.loop
+        loop.remove_reader(self.fd)
+        self.token._readers.pop(loop, None)
         for fut in self.futures:
             if not fut.done():
                 fut.set_result(None)
-        for cb in list(self.callbacks):
-            cb()
+        if self.callbacks:
+            for cb in list(self.callbacks):
+                cb()
 
     def discard_future(self, fut):
         if self.futures.pop(fut, 1) is None and not (
@@ -432,13 +437,16 @@ class CancelToken(_c.Token):
         if self._loop is not None:
             _loop_check(self, loop)
         fut = loop.create_future()
-        reader = self._reader(loop)
+        readers = self._readers
+        reader = readers.get(loop) if readers is not None else None
+        if reader is None:
+            reader = self._reader(loop)
         reader.futures[fut] = None
         try:
             await fut
-        finally:
-            if fut.cancelled():
-                reader.discard_future(fut)
+        except asyncio.CancelledError:
+            reader.discard_future(fut)
+            raise
 
     async def cancellable_wait(self, *awaitables, timeout=None):
         """Await ``awaitables`` until the first one finishes, the token

@@ -31,6 +31,7 @@ static const struct group {
 	{ "wake", rows_wake, "trigger -> poll wake, cross-CPU" },
 	{ "uring", rows_uring, "io_uring" },
 	{ "timer", rows_timer, "timeouts" },
+	{ "python", rows_python, "the Python package (python-bench.py)" },
 };
 
 bool group_enabled(const char *group)
