@@ -50,8 +50,11 @@ def test_token_pickles_for_multiprocessing(method):
             p.kill()
 
 
-def test_token_sent_through_a_queue_to_a_running_process():
-    ctx = multiprocessing.get_context("spawn")
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_token_sent_through_a_queue_to_a_running_process(method):
+    """Through a Queue the descriptor goes by multiprocessing's resource
+    sharer, so a worker started by fork gets a token of its own too."""
+    ctx = multiprocessing.get_context(method)
     q_in, q_out = ctx.Queue(), ctx.Queue()
     p = ctx.Process(target=child_from_queue, args=(q_in, q_out))
     p.start()

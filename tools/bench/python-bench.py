@@ -42,8 +42,7 @@ import cancelfd
 perf = time.perf_counter_ns
 
 
-# ---- the pure-Python baseline: the algorithm cancelfd's CancelToken API
-# comes with, written for Python 3.11 from its description: a token is an
+# ---- the pure-Python baseline, written for Python 3.11: a token is an
 # asyncio.Event plus the list of tokens it is chained to; `triggered` and
 # `triggered_token` walk that list; wait() races one Event.wait() per token
 # of the chain in a helper task; cancellable_wait() wraps everything in
