@@ -178,6 +178,7 @@ class Outcome:
 
 _TRIGGERED = object()
 _TIMEOUT = object()
+_selector_loop = asyncio.selector_events.BaseSelectorEventLoop
 
 
 class _Reader:
@@ -186,7 +187,8 @@ class _Reader:
     goes.  It holds the token, so the fd stays open while it is
     registered."""
 
-    __slots__ = ("token", "loop", "fd", "futures", "callbacks", "closed")
+    __slots__ = ("token", "loop", "fd", "futures", "callbacks", "closed",
+                 "remove")
 
     def __init__(self, token, loop):
         self.token = token
@@ -195,13 +197,21 @@ class _Reader:
         self.futures = {}
         self.callbacks = {}
         self.closed = False
-        loop.add_reader(self.fd, self._fire)
+        # A selector loop's add_reader() and remove_reader() first check
+        # that the fd is not a transport's (a lookup in a weak dictionary,
+        # 2 us), which a token's never is: go straight to the selector.
+        if isinstance(loop, _selector_loop):
+            loop._add_reader(self.fd, self._fire)
+            self.remove = loop._remove_reader
+        else:
+            loop.add_reader(self.fd, self._fire)
+            self.remove = loop.remove_reader
 
     def _close(self):
         if self.closed:
             return
         self.closed = True
-        self.loop.remove_reader(self.fd)
+        self.remove(self.fd)
         readers = self.token._readers
         if readers is not None and readers.get(self.loop) is self:
             del readers[self.loop]
@@ -209,9 +219,8 @@ class _Reader:
     def _fire(self):
         # The wake-up path: as little as a bare add_reader callback does.
         self.closed = True
-        loop = self.loop
-        loop.remove_reader(self.fd)
-        self.token._readers.pop(loop, None)
+        self.remove(self.fd)
+        self.token._readers.pop(self.loop, None)
         for fut in self.futures:
             if not fut.done():
                 fut.set_result(None)
