@@ -64,4 +64,21 @@ if [ "$exported" != "$listed" ]; then
 	exit 1
 fi
 echo "exports: $(echo "$exported" | wc -l) cfd_* symbols, all listed"
+
+# The Python package, when it was built: installed with its extension in
+# the interpreter's site directory, and importable from there.
+pyinit=$(find "$dest" -path '*/cancelfd/__init__.py' | head -n 1)
+if [ -n "$pyinit" ] && [ "$sanitize" = none ]; then
+	site=$(dirname "$(dirname "$pyinit")")
+	ls "$site"/cancelfd/_cancelfd.*.so >/dev/null ||
+		{ echo "FAIL: the Python extension is not installed"; exit 1; }
+	(cd "$dest" && LD_LIBRARY_PATH=$libdir PYTHONPATH=$site \
+		"${PYTHON:-python3}" -c '
+import cancelfd, sys
+assert cancelfd.__file__.startswith(sys.argv[1]), cancelfd.__file__
+t = cancelfd.CancelToken("installed")
+t.child("c").trigger()
+print("python package ok:", cancelfd.__file__)' "$site") ||
+		{ echo "FAIL: the installed Python package does not import"; exit 1; }
+fi
 echo "install test passed"
