@@ -428,7 +428,7 @@ class CancelToken(_c.Token):
         if r is None:
             for other in list(readers):
                 if other.is_closed():
-                    del readers[other]
+                    readers.pop(other, None)
             r = _Reader(self, loop)
             readers[loop] = r
         return r
