@@ -7,15 +7,16 @@
  * the kernel, with a cancelfd token and/or a deadline.
  *
  * A struct cfd_uring binds the library to one of the caller's rings.  On
- * that ring the library keeps one multishot poll per token in use (so an op
- * costs nothing extra to be cancellable) and one ring-wide timeout armed for
- * the earliest deadline (so many ops sharing a deadline cost one timer).
+ * that ring the library keeps one poll per token that a running wait or a
+ * live scope uses (so an op costs nothing extra to be cancellable), and
+ * nothing else: a wait's deadline is the timeout of its own entries into
+ * the kernel.
  *
  * Two ways to use it:
- *   - cfd_uring_wait(): the seeds' cancellable_wait(*ops, timeout=).  Submit
- *     ops, return when the first (or every) op completes, the token
- *     triggers, or the deadline passes; everything else is cancelled and
- *     every CQE the call caused is reaped before it returns.
+ *   - cfd_uring_wait(): submit ops, return when the first (or every) op
+ *     completes, the token triggers, or the deadline passes; everything
+ *     else is cancelled and every CQE the call caused is reaped before it
+ *     returns.
  *   - scopes: a scope binds a token to the ring; ops added to it are
  *     cancelled when the token triggers, and each still reaches the
  *     caller's own CQE loop once.  cfd_uring_cqe() tells that loop which
@@ -62,13 +63,15 @@ void cfd_uring_unrefp(struct cfd_uring **cup);
 
 /* ---- cancellable wait ---- */
 
-/* Who ended a wait: the return value of cfd_uring_wait() */
-#define CFD_WAIT_OP 1	   /* an op completed (in CFD_WAIT_ALL: every op) */
-#define CFD_WAIT_TOKEN 2   /* the token triggered */
-#define CFD_WAIT_TIMEOUT 3 /* the deadline passed */
+/* Who ended a wait: what cfd_uring_wait() returns (never a flag) */
+enum cfd_wait_end {
+	CFD_BY_OP = 1,	   /* an op completed (in CFD_WAIT_ALL: every op) */
+	CFD_BY_TOKEN = 2,  /* the token triggered */
+	CFD_BY_TIMEOUT = 3 /* the deadline passed */
+};
 
 /* cfd_uring_wait() flags */
-#define CFD_WAIT_ALL (1u << 0) /* wait for every op (WhenAll) */
+#define CFD_WAIT_ALL (1u << 0) /* wait for every op, not the first */
 #define CFD_WAIT_ABS (1u << 1) /* timeout_ns is an absolute deadline */
 
 /* What happened to one op of a wait */
@@ -84,7 +87,7 @@ struct cfd_op_result {
 };
 
 struct cfd_wait_result {
-	int by;			  /* CFD_WAIT_OP, _TOKEN or _TIMEOUT */
+	int by;			  /* CFD_BY_OP, _TOKEN or _TIMEOUT */
 	int op;			  /* the op that ended the wait, else -1 */
 	int32_t res;		  /* its res */
 	unsigned completed;	  /* ops that ended by themselves */

@@ -31,6 +31,14 @@
 extern "C" {
 #endif
 
+/* The version of this header; cfd_version() is the library's at run time. */
+#define CFD_VERSION_MAJOR 0
+#define CFD_VERSION_MINOR 2
+#define CFD_VERSION_PATCH 0
+#define CFD_VERSION_NUMBER                                    \
+	((CFD_VERSION_MAJOR << 16) | (CFD_VERSION_MINOR << 8) | \
+	 CFD_VERSION_PATCH)
+
 #define CFD_USEC(us) ((int64_t)(us)*1000)
 #define CFD_MSEC(ms) ((int64_t)(ms)*1000000)
 #define CFD_SEC(s) ((int64_t)(s)*1000000000)
@@ -53,6 +61,11 @@ enum cfd_reason {
 	CFD_REASON_PARENT = 6,	  /* a parent (child, chain, any-of) */
 	CFD_REASON_ALL_OF = 7,	  /* the last parent of an all-of token */
 };
+
+/* ---- the library ---- */
+
+unsigned cfd_version(void);	       /* as CFD_VERSION_NUMBER */
+const char *cfd_version_string(void); /* "MAJOR.MINOR.PATCH" */
 
 /* ---- tokens (token.c) ---- */
 

@@ -141,32 +141,36 @@ void registration_release_listed(struct cfd_registration *reg)
 
 int listener_add(struct cfd_token *t, struct listener *n, uint64_t add)
 {
+	uint64_t w;
+
 	token_lock_add(t, add);
 	if (token_state(t) & ST_TRIGGERED) {
 		token_unlock(t);
 		return 1;
 	}
 	listener_insert(t, n);
-	if (!(token_unlock(t) & ST_TRIGGERED))
-		return 0;
 	/*
-	 * t triggered while we held its lock.  Its fan-out, which walks
-	 * under that lock, may or may not find n.  Take n back, unless the
-	 * fan-out already queued it (a registration): then it runs there.
-	 * A link is always taken back: the child's own compare-and-swap
-	 * decides which side triggers it.
+	 * Unlock only if t has not triggered: a trigger that came while we
+	 * held the lock has not walked the list (its walk needs the lock), so
+	 * n is taken back, untouched by it, and the caller handles t as
+	 * triggered.  Deciding in the unlock's own compare-and-swap leaves no
+	 * moment in which the walk could take n (and run and free it) before
+	 * we look.  A trigger after the unlock reads the word it released and
+	 * sees n.
 	 */
-	token_lock(t);
-	if (listener_kind(n) == LISTENER_REG &&
-	    atomic_load_explicit(
-		&container_of(n, struct cfd_registration, node)->state,
-		memory_order_relaxed) != REG_LISTED) {
-		token_unlock(t);
-		return 2;
-	}
-	listener_unlink(n);
-	token_unlock(t);
-	return 1;
+	w = atomic_load_explicit(&t->word, memory_order_relaxed);
+	do {
+		if (w & ST_TRIGGERED) {
+			listener_unlink(n);
+			token_unlock(t);
+			return 1;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(
+	    &t->word, &w, w & ~(uint64_t)(ST_LOCKED | ST_LOCK_WAITERS),
+	    memory_order_release, memory_order_relaxed));
+	if (w & ST_LOCK_WAITERS)
+		token_wake_lock_waiter(t);
+	return 0;
 }
 
 static void registration_init(struct cfd_registration *reg, struct cfd_token *t,
@@ -206,8 +210,7 @@ CFD_EXPORT int cfd_token_on_trigger(struct cfd_registration **ret,
 				  ret ? REG_HOLDS_REF : REG_FLOATING);
 		if (ret)
 			cfd_token_ref(tok);
-		/* 2: a trigger came meanwhile and will run it. */
-		if (listener_add(tok, &reg->node, 0) != 1) {
+		if (listener_add(tok, &reg->node, 0) == 0) {
 			if (ret)
 				*ret = reg;
 			return 0;

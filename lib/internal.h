@@ -389,11 +389,11 @@ struct cfd_registration {
 void listener_insert(struct cfd_token *t, struct listener *n);
 void listener_unlink(struct listener *n);
 /*
- * Put n on t's list unless t has triggered.  Returns 0 when n is listed,
- * 1 when t has triggered and n is not listed (the caller handles it as
- * "already triggered"), 2 when t triggered meanwhile and its fan-out has
- * taken n (a registration it queued).  add (0 or REF_ONE) is a reference
- * to t taken with its lock, kept whatever the result.
+ * Put n on t's list unless t has triggered.  Returns 0 when n is listed
+ * (a trigger from now on finds it), 1 when t has triggered and n is not
+ * listed (the caller handles it as "already triggered").  add (0 or
+ * REF_ONE) is a reference to t taken with its lock, kept whatever the
+ * result.
  */
 int listener_add(struct cfd_token *t, struct listener *n, uint64_t add);
 /* Take a listed registration off its token for running (lock held). */

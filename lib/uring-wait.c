@@ -13,14 +13,14 @@
  *     cancel's own CQE says 0 or -EALREADY), or the op was waiting in a link
  *     behind an op this wait cancelled.  Any other -ECANCELED (an outside
  *     ASYNC_CANCEL, the op's own LINK_TIMEOUT, a failed predecessor) is the
- *     op's own result: CFD_OP_COMPLETED, reported as CFD_WAIT_OP.
+ *     op's own result: CFD_OP_COMPLETED, reported as CFD_BY_OP.
  *   - The wait cancels only what is still running after it has let out
  *     every completion the kernel holds back (wait_settle()), and never an
  *     op whose own LINK_TIMEOUT fired: so a cancel of the wait's own never
  *     finds an op that someone else's cancel has ended already.
  *   - Nothing completed is discarded: after the wait decided TOKEN or
  *     TIMEOUT, an op that still completes by itself is CFD_OP_COMPLETED,
- *     and if that satisfies the mode, the wait returns CFD_WAIT_OP.
+ *     and if that satisfies the mode, the wait returns CFD_BY_OP.
  *   - A cancel that finds nothing (-ENOENT) while the op's CQE has not come
  *     is retried: the op was waiting in a link, or its completion was still
  *     on its way.
@@ -172,11 +172,11 @@ static int wait_decide(const struct wait *wt, struct cfd_token *tok,
 		       unsigned flags)
 {
 	if (wt->nops && ((flags & CFD_WAIT_ALL) ? wt->inflight == 0 : wt->seq))
-		return CFD_WAIT_OP;
+		return CFD_BY_OP;
 	if (tok && cfd_token_triggered(tok))
-		return CFD_WAIT_TOKEN;
+		return CFD_BY_TOKEN;
 	if (wt->has_deadline && uring_now() >= wt->deadline)
-		return CFD_WAIT_TIMEOUT;
+		return CFD_BY_TIMEOUT;
 	return 0;
 }
 
@@ -263,12 +263,12 @@ static void wait_results(const struct wait *wt, unsigned flags, int decided,
 				op = (int)i;
 		}
 	}
-	if (decided != CFD_WAIT_OP && wt->nops &&
+	if (decided != CFD_BY_OP && wt->nops &&
 	    ((flags & CFD_WAIT_ALL) ? completed == wt->nops : completed > 0))
-		decided = CFD_WAIT_OP; /* completed together with the cancel */
+		decided = CFD_BY_OP; /* completed together with the cancel */
 	res->by = decided;
 	res->completed = completed;
-	res->op = decided == CFD_WAIT_OP ? op : -1;
+	res->op = decided == CFD_BY_OP ? op : -1;
 	res->res = res->op >= 0 ? results[res->op].res : 0;
 }
 
@@ -537,14 +537,14 @@ CFD_EXPORT int cfd_uring_wait(struct cfd_uring *cu, struct cfd_token *tok,
 
 	/* Before anything is submitted: the token, then the deadline. */
 	if (tok && cfd_token_triggered(tok))
-		return wait_early(tok, nops, results, CFD_WAIT_TOKEN, result);
+		return wait_early(tok, nops, results, CFD_BY_TOKEN, result);
 	if ((flags & CFD_WAIT_ABS) || timeout_ns >= 0) {
 		int64_t now = uring_now();
 
 		wt.has_deadline =
 		    wait_deadline(timeout_ns, flags, now, &wt.deadline);
 		if (wt.has_deadline && wt.deadline <= now)
-			return wait_early(tok, nops, results, CFD_WAIT_TIMEOUT,
+			return wait_early(tok, nops, results, CFD_BY_TIMEOUT,
 					  result);
 	}
 

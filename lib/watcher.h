@@ -3,14 +3,17 @@
 #define CFD_WATCHER_H
 
 /*
- * The watcher and its sources, shared by watcher.c (the epoll set, the
- * timer heap, dispatch, threads, the async-signal-safe trigger) and
- * source.c (the kinds of sources and their life cycle).
+ * The watcher as an engine, and what it offers to the things it watches
+ * for (the source kinds).  The engine (watcher*.c) owns the epoll set, the
+ * doorbell, the timer heap and its timerfd, the signalfd and its mask, the
+ * fd slots, dispatch and the own thread.  It knows what it watches only as
+ * entries: a struct wentry embedded in the watched object, with an ops
+ * table.  Calls go one way: a kind calls the engine to add, move and remove
+ * its entry; the engine calls back only through the entry's ops.
  *
- * Locking: w->lock guards the slot table, the timer heap, the signal
- * subscriptions and every source's `attached`, `tok`, `when`, `heap_idx`.
- * It is never held while user code runs (predicates, callbacks) nor while a
- * token is triggered.
+ * Locking: watcher_lock() guards every entry's engine fields and the
+ * engine's tables.  Entries are added, moved and removed under it.  It is
+ * never held while ops->fire runs, nor while any user code runs.
  */
 
 #include <pthread.h>
@@ -18,116 +21,82 @@
 
 #include "internal.h"
 
-enum source_kind {
-	SOURCE_TIMEOUT,	  /* timeout or deadline: an entry in the timer heap */
-	SOURCE_CONDITION, /* a predicate, re-armed in the heap each interval */
-	SOURCE_SIGNAL,	  /* a subscription to the watcher's signalfd */
-	SOURCE_FD,	  /* a dup of the caller's fd in the epoll set */
+struct wentry;
+
+struct wentry_ops {
+	/*
+	 * Under the watcher's lock: an event for e (info: the signal number
+	 * for a signal, the epoll events for an fd, 0 for a timer).  Return
+	 * true to have fire() called outside the lock.  A timer entry is out
+	 * of the heap when this is called: it may add itself again.
+	 */
+	bool (*ready)(struct wentry *e, unsigned info);
+	/* Outside every lock of the library. */
+	void (*fire)(struct wentry *e, unsigned info);
 };
 
-struct cfd_source {
-	_Atomic uint32_t refs;
-	enum source_kind kind;
-	bool attached;	       /* still in the watcher */
-	struct cfd_watcher *w; /* holds a reference */
-	struct cfd_token *tok; /* weak; NULL once detached */
-	/* Tears the source down when its token triggers or is freed. */
-	struct cfd_registration reg;
-	/* Timed kinds: the heap entry. */
-	int64_t when;
-	int64_t interval;
-	uint32_t heap_idx;
-	/* Conditions: the predicate. */
-	cfd_condition_fn cond;
-	void *userdata;
-	/* A fire in progress (set under w->lock while attached), and the
-	 * thread doing it, so that cfd_source_free() can wait for it. */
-	_Atomic uint32_t firing; /* FIRING, and FIRING_WAITER if waited for */
-	const void *_Atomic firing_in;
-	/* Fd sources: the dup and its slot in the epoll set. */
-	int fd;
-	uint32_t slot;
-	/* Signal sources. */
-	sigset_t signals;
-	struct cfd_source *sig_next;
-	/* The dispatcher's list of sources to fire, outside the lock. */
-	struct cfd_source *fire_next;
-	struct cfd_token *fire_tok;
-	unsigned fire_signo;
+/* What the engine keeps of a watched thing: one of the three. */
+struct wentry {
+	const struct wentry_ops *ops;
+	/* the dispatcher's list of entries to fire, outside the lock */
+	struct wentry *fire_next;
+	unsigned fire_info;
+	union {
+		struct { /* a timer: an entry of the heap */
+			int64_t when;
+			uint32_t heap_idx; /* UINT32_MAX when out of the heap */
+		} timer;
+		struct { /* an fd in the epoll set */
+			int fd;
+			uint32_t slot; /* SLOT_NONE when not in the set */
+		} io;
+		struct { /* a subscription to signals */
+			sigset_t set;
+			struct wentry *next;
+			bool added;
+		} sig;
+	};
 };
 
-#define FIRING 1u
-#define FIRING_WAITER 2u
-
-/* Epoll data: a slot index and the slot's generation, so that an event for
- * a slot reused meanwhile is recognised as stale. */
-struct watcher_slot {
-	struct cfd_source *src;
-	uint32_t gen;
-	uint32_t next_free;
-};
-
-#define SLOT_BELL 0xffffffffu
-#define SLOT_TIMER 0xfffffffeu
-#define SLOT_SIGNAL 0xfffffffdu
 #define SLOT_NONE 0xffffffffu
 
-struct cfd_watcher {
-	_Atomic uint32_t refs;
-	uint32_t generation; /* fork generation at creation */
-	int epfd;
-	int bell;    /* eventfd: async triggers, stop requests */
-	int timerfd; /* armed for the earliest entry of the heap */
-	int sigfd;   /* signalfd for the union of subscribed signals, or -1 */
-	pthread_mutex_t lock;
+void watcher_lock(struct cfd_watcher *w);
+void watcher_unlock(struct cfd_watcher *w);
 
-	struct watcher_slot *slots;
-	uint32_t nslots, free_slot;
+/* -EINVAL for NULL, -ECHILD for a watcher of another process, else 0. */
+int watcher_check(const struct cfd_watcher *w);
+/* A referenced watcher: *w itself, or the default one when *w is NULL. */
+int watcher_resolve(struct cfd_watcher **w);
+/* This thread is the watcher's dispatcher right now (running its fires). */
+bool watcher_is_dispatching(const struct cfd_watcher *w);
+/* Something unique to the calling thread, to recognise it later. */
+const void *watcher_thread_id(void);
 
-	struct cfd_source **heap; /* min-heap on `when` */
-	uint32_t heap_len, heap_cap;
-	int64_t timer_armed; /* deadline the timerfd is set to, or INT64_MAX */
+/* Timers (under the lock).  add may fail (-ENOMEM); move and remove never
+ * do; move re-arms the timerfd only when the earliest time moved earlier,
+ * and costs O(log n). */
+void watcher_timer_init(struct wentry *e, const struct wentry_ops *ops);
+int watcher_timer_add(struct cfd_watcher *w, struct wentry *e, int64_t when);
+void watcher_timer_move(struct cfd_watcher *w, struct wentry *e, int64_t when);
+void watcher_timer_remove(struct cfd_watcher *w, struct wentry *e);
+static inline bool watcher_timer_added(const struct wentry *e)
+{
+	return e->timer.heap_idx != UINT32_MAX;
+}
 
-	struct cfd_source *sig_sources;
-	sigset_t sig_mask;
-	unsigned sig_count[_NSIG];
+/* File descriptors (under the lock): fd in the epoll set with events
+ * (EPOLLONESHOT is added: an entry fires once, until added again). */
+void watcher_io_init(struct wentry *e, const struct wentry_ops *ops);
+int watcher_io_add(struct cfd_watcher *w, struct wentry *e, int fd,
+		   uint32_t events);
+void watcher_io_remove(struct cfd_watcher *w, struct wentry *e);
 
-	/* Tokens triggered from signal handlers, waiting for their fan-out:
-	 * a lock-free stack through work_next. */
-	struct cfd_token *_Atomic async_head;
+/* Signals (under the lock).  A signal is watched by at most one watcher
+ * of the process (a signalfd read takes it away from every other): add
+ * fails with -EEXIST when another watcher has one of them. */
+void watcher_signals_init(struct wentry *e, const struct wentry_ops *ops,
+			  const sigset_t *set);
+int watcher_signals_add(struct cfd_watcher *w, struct wentry *e);
+void watcher_signals_remove(struct cfd_watcher *w, struct wentry *e);
 
-	/* One dispatcher at a time. */
-	pthread_mutex_t dispatch_lock;
-	const void *_Atomic dispatcher;
-
-	/* The own thread. */
-	pthread_mutex_t thread_lock;
-	pthread_t thread;
-	_Atomic bool running;
-	_Atomic bool stop;
-	_Atomic bool free_on_exit; /* released from its own thread */
-	const void *_Atomic thread_marker;
-};
-
-/* watcher.c */
-const void *watcher_thread_marker(void);
-int watcher_check(struct cfd_watcher *w);
-int watcher_resolve(struct cfd_watcher **w); /* NULL -> default, ref'd */
-int watcher_heap_reserve(struct cfd_watcher *w);
-void watcher_heap_insert(struct cfd_watcher *w, struct cfd_source *src);
-void watcher_heap_remove(struct cfd_watcher *w, struct cfd_source *src);
-int watcher_slot_alloc(struct cfd_watcher *w, struct cfd_source *src,
-		       uint32_t *gen);
-void watcher_slot_free(struct cfd_watcher *w, uint32_t slot);
-int watcher_signals_update(struct cfd_watcher *w);
-int watcher_claim_signals(struct cfd_watcher *w, const sigset_t *set);
-
-/* source.c */
-struct cfd_source *source_ref(struct cfd_source *src);
-void source_unref(struct cfd_source *src);
-/* Under w->lock: leave the watcher (heap, slot, signal list), close fds. */
-void source_detach_locked(struct cfd_source *src);
-/* Outside any lock: trigger the token or call the predicate. */
-void source_fire(struct cfd_source *src, struct cfd_token *tok, unsigned signo);
-
-#endif /* CFD_WATCHER_H */
+#endif

@@ -3,13 +3,16 @@
 #
 # Description: keep the man pages honest.
 #
-#   check-man.sh MANDIR INCLUDEDIR LIBCANCELFD_SO SANITIZE ENTRY...
+#   check-man.sh MANDIR INCLUDEDIR LIBS SANITIZE ENTRY...
+#
+# LIBS is the shared libraries, separated by colons: libcancelfd.so, and
+# libcancelfd-uring.so when it is built.
 #
 # ENTRY is "page.N" for a page and "alias.N=page.N" for a link, as
 # man/meson.build installs them.  CC names the compiler (default cc).
 #
 # Fails when
-#   - a symbol exported by the library has no page or alias, or a man3 name
+#   - a symbol exported by a library has no page or alias, or a man3 name
 #     is not an exported symbol (a page for a function that does not exist);
 #   - the table in man/meson.build, the files in man/ and the NAME sections
 #     disagree (a page not installed, an alias its page does not name);
@@ -27,10 +30,11 @@
 set -u
 
 if [ $# -lt 4 ]; then
-	echo "usage: $0 MANDIR INCLUDEDIR LIBSO SANITIZE ENTRY..." >&2
+	echo "usage: $0 MANDIR INCLUDEDIR LIBS SANITIZE ENTRY..." >&2
 	exit 2
 fi
-mandir=$1 incdir=$2 libso=$3 sanitize=$4
+mandir=$1 incdir=$2 sanitize=$4
+IFS=: read -r -a libs <<<"$3"
 shift 4
 
 for tool in mandoc nm; do
@@ -115,26 +119,30 @@ done
 
 # ---- (a) every exported symbol has a page, every man3 name a symbol ----
 
-if [ ! -f "$libso" ]; then
-	fail "no library at $libso"
-else
-	symbols=$(nm -D --defined-only "$libso" |
-		awk '$2 ~ /^[TtDdBbRrWwVvi]$/ { sub(/@.*/, "", $3); print $3 }' |
-		sort -u)
-	[ -n "$symbols" ] || fail "$libso exports no symbols"
-	for s in $symbols; do
-		[ -n "${page_of[$s.3]+x}" ] ||
-			fail "exported symbol $s has no man page (add $s.3 or an alias in man/meson.build)"
-	done
-	for name in "${!page_of[@]}"; do
-		case $name in
-		*.3) ;;
-		*) continue ;;
-		esac
-		grep -qx "${name%.3}" <<<"$symbols" ||
-			fail "man page name ${name%.3} is not a symbol the library exports"
-	done
-fi
+symbols=
+for lib in "${libs[@]}"; do
+	if [ ! -f "$lib" ]; then
+		fail "no library at $lib"
+		continue
+	fi
+	exported=$(nm -D --defined-only "$lib" |
+		awk '$2 ~ /^[TtDdBbRrWwVvi]$/ { sub(/@.*/, "", $3); print $3 }')
+	[ -n "$exported" ] || fail "$lib exports no symbols"
+	symbols+="$exported"$'\n'
+done
+symbols=$(sort -u <<<"$symbols" | sed '/^$/d')
+for s in $symbols; do
+	[ -n "${page_of[$s.3]+x}" ] ||
+		fail "exported symbol $s has no man page (add $s.3 or an alias in man/meson.build)"
+done
+for name in "${!page_of[@]}"; do
+	case $name in
+	*.3) ;;
+	*) continue ;;
+	esac
+	grep -qx "${name%.3}" <<<"$symbols" ||
+		fail "man page name ${name%.3} is not a symbol the libraries export"
+done
 
 # ---- (b) lint ----
 
@@ -177,7 +185,13 @@ synopsis_decls() {
 }
 
 ccflags=(-std=c11 -Wall -Wextra -Werror -pthread -I"$incdir")
-ldflags=("$libso" -Wl,-rpath,"$(cd "$(dirname "$libso")" && pwd)" -luring)
+ldflags=()
+for lib in "${libs[@]}"; do
+	ldflags+=("$lib" -Wl,-rpath,"$(cd "$(dirname "$lib")" && pwd)")
+	case $lib in
+	*uring*) ldflags+=(-luring) ;;
+	esac
+done
 if [ -n "$sanitize" ] && [ "$sanitize" != none ]; then
 	ccflags+=(-fsanitize="$sanitize")
 fi

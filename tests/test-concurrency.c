@@ -289,6 +289,85 @@ START_TEST(test_fd_readable_once_trigger_returned)
 }
 END_TEST
 
+/*
+ * A registration, a child link or an all-of link added while another
+ * thread triggers the token.  Before the fix, the adder looked at its
+ * floating registration after the trigger had run and freed it, and an
+ * all-of's count was decremented twice (by the trigger's walk and by the
+ * adder taking its link back), so it stayed pending for ever.
+ */
+struct add_race {
+	struct cfd_token *_Atomic tok;
+	atomic_int go, done, quit;
+};
+
+static void *add_race_trigger(void *arg)
+{
+	struct add_race *a = arg;
+
+	for (int seen = 0;;) {
+		int g;
+
+		while ((g = atomic_load(&a->go)) == seen) {
+			if (atomic_load(&a->quit))
+				return NULL;
+			sched_yield();
+		}
+		seen = g;
+		for (volatile int k = g % 64; k > 0; k--)
+			;
+		cfd_token_trigger(atomic_load(&a->tok));
+		atomic_store(&a->done, g);
+	}
+}
+
+static void count_call(struct cfd_token *tok, void *userdata)
+{
+	(void)tok;
+	atomic_fetch_add((atomic_int *)userdata, 1);
+}
+
+START_TEST(test_add_while_triggering)
+{
+	int rounds = T_TSAN ? 5000 : 100000;
+	struct add_race a = { 0 };
+	pthread_t th;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, add_race_trigger, &a), 0);
+	for (int i = 1; i <= rounds; i++) {
+		struct cfd_token *p = t_new_token("p"), *all = NULL;
+		atomic_int calls = 0;
+		int kind = i % 3, r = 0;
+
+		atomic_store(&a.tok, p);
+		atomic_store(&a.go, i);
+		if (kind == 0)
+			r = cfd_token_on_trigger(NULL, p, count_call, &calls,
+						 0);
+		else if (kind == 1)
+			r = cfd_token_all_of(&all, "all", &p, 1);
+		else
+			r = cfd_token_child(&all, p, "child");
+		ck_assert_int_ge(r, 0);
+		while (atomic_load(&a.done) != i)
+			sched_yield();
+		/* The trigger returned: the callback ran once (here, or in
+		 * the trigger), the all-of or child is triggered. */
+		if (kind == 0)
+			ck_assert_int_eq(atomic_load(&calls), 1);
+		else
+			ck_assert_msg(cfd_token_triggered(all),
+				      "round %d: the %s of a triggered parent "
+				      "is pending",
+				      i, kind == 1 ? "all-of" : "child");
+		cfd_token_unref(all);
+		cfd_token_unref(p);
+	}
+	atomic_store(&a.quit, 1);
+	pthread_join(th, NULL);
+}
+END_TEST
+
 /* ---- building the graph while the root triggers ---- */
 
 /* One callback's record: how often it ran, and whether it was freed. */
@@ -1206,6 +1285,7 @@ static Suite *concurrency_suite(void)
 	tcase_add_test(tc, test_many_triggers_one_winner);
 	tcase_add_test(tc, test_fd_and_wait_race_trigger);
 	tcase_add_test(tc, test_fd_readable_once_trigger_returned);
+	tcase_add_test(tc, test_add_while_triggering);
 	tcase_add_test(tc, test_overlapping_subtrees);
 	tcase_add_test(tc, test_all_of_parents_at_once);
 	tcase_add_test(tc, test_refs_from_many_threads);

@@ -1681,16 +1681,123 @@ START_TEST(test_fire_drops_last_reference_while_freed)
 		cfd_token_unref(d.tok);
 		while (atomic_load(&r.done) != i)
 			sched_yield();
-		/* Freed before it fired: it never will, and the token is
-		 * alive with the callback's reference alone. */
-		if (!atomic_load(&d.ran))
-			cfd_token_trigger(d.tok);
+		if (!src) {
+			/* It fired while it was being added: that trigger
+			 * runs the callback, maybe still on the watcher's
+			 * thread. */
+			while (!atomic_load(&d.ran))
+				sched_yield();
+		} else if (!atomic_load(&d.ran)) {
+			/* Freed before it fired: cfd_source_free() returned,
+			 * so no fire is under way and none will come, and
+			 * the token is alive with the callback's reference
+			 * alone. */
+			ck_assert_int_eq(cfd_token_trigger(d.tok), 1);
+		}
 		ck_assert(atomic_load(&d.ran));
 	}
 	atomic_store(&r.quit, 1);
 	pthread_join(th, NULL);
 	tw_quiesce(w);
 	cfd_watcher_unref(w);
+}
+END_TEST
+
+/*
+ * A condition source whose token triggers while it is being added: when
+ * the add returns without a source, its predicate is not running and is
+ * never called again, so the caller may free its userdata at once.  Before
+ * the fix the watcher could still be calling it.  A dispatcher thread runs
+ * the watcher all along; a thread triggers the token at a varying moment.
+ */
+struct cond_data {
+	atomic_int released, late;
+};
+
+static bool cond_check_released(struct cfd_token *tok, void *userdata)
+{
+	struct cond_data *d = userdata;
+
+	(void)tok;
+	if (atomic_load(&d->released))
+		atomic_fetch_add(&d->late, 1);
+	return false;
+}
+
+struct cond_race {
+	struct cfd_watcher *w;
+	struct cfd_token *_Atomic tok;
+	atomic_int go, done, quit;
+};
+
+static void *cond_race_dispatch(void *arg)
+{
+	struct cond_race *c = arg;
+
+	while (!atomic_load(&c->quit))
+		if (cfd_watcher_dispatch(c->w) == 0)
+			sched_yield();
+	return NULL;
+}
+
+static void *cond_race_trigger(void *arg)
+{
+	struct cond_race *c = arg;
+
+	for (int seen = 0;;) {
+		int g;
+
+		while ((g = atomic_load(&c->go)) == seen) {
+			if (atomic_load(&c->quit))
+				return NULL;
+			sched_yield();
+		}
+		seen = g;
+		for (volatile int k = (g * 37) % 3000; k > 0; k--)
+			;
+		cfd_token_trigger(atomic_load(&c->tok));
+		atomic_store(&c->done, g);
+	}
+}
+
+START_TEST(test_condition_add_racing_trigger)
+{
+	int rounds = T_TSAN ? 3000 : 30000;
+	struct cond_race c = { .w = new_watcher() };
+	struct cond_data *data = calloc((size_t)rounds + 1, sizeof(*data));
+	pthread_t disp, trig;
+	int late = 0;
+
+	ck_assert_ptr_nonnull(data);
+	ck_assert_int_eq(pthread_create(&disp, NULL, cond_race_dispatch, &c),
+			 0);
+	ck_assert_int_eq(pthread_create(&trig, NULL, cond_race_trigger, &c), 0);
+	for (int i = 1; i <= rounds; i++) {
+		struct cfd_token *tok = t_new_token("t");
+		struct cfd_source *src = NULL;
+
+		atomic_store(&c.tok, tok);
+		atomic_store(&c.go, i);
+		ck_assert_int_eq(cfd_source_add_condition(
+				     &src, tok, c.w, cond_check_released,
+				     &data[i], CFD_USEC(1)),
+				 0);
+		while (atomic_load(&c.done) != i)
+			sched_yield();
+		/* No source: its predicate is done with the userdata.  With
+		 * one, the free says so. */
+		src = cfd_source_free(src);
+		atomic_store(&data[i].released, 1);
+		cfd_token_unref(tok);
+	}
+	atomic_store(&c.quit, 1);
+	pthread_join(trig, NULL);
+	pthread_join(disp, NULL);
+	for (int i = 1; i <= rounds; i++)
+		late += atomic_load(&data[i].late);
+	ck_assert_int_eq(late, 0);
+	free(data);
+	cfd_watcher_unref(c.w);
 }
 END_TEST
 
@@ -2117,6 +2224,7 @@ static Suite *source_suite(void)
 	tcase_add_loop_test(tc, test_source_free_races_token_unref, NLT_KINDS,
 			    3 * NLT_KINDS);
 	tcase_add_test(tc, test_fire_drops_last_reference_while_freed);
+	tcase_add_test(tc, test_condition_add_racing_trigger);
 	suite_add_tcase(s, tc);
 
 	tc = tw_tcase_default("lifetime races, default watcher");

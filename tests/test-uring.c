@@ -93,7 +93,7 @@ START_TEST(test_target)
 	ck_assert_int_eq(wr.by, r);
 	switch (ender) {
 	case END_TOKEN:
-		ck_assert_int_eq(r, CFD_WAIT_TOKEN);
+		ck_assert_int_eq(r, CFD_BY_TOKEN);
 		ck_assert_int_eq(res[0].state, CFD_OP_CANCELLED);
 		ck_assert(res[0].res == -ECANCELED || res[0].res == -EINTR);
 		ck_assert_int_eq(wr.reason, CFD_REASON_MANUAL);
@@ -102,14 +102,14 @@ START_TEST(test_target)
 		ck_assert_uint_eq(wr.completed, 0);
 		break;
 	case END_TIMEOUT:
-		ck_assert_int_eq(r, CFD_WAIT_TIMEOUT);
+		ck_assert_int_eq(r, CFD_BY_TIMEOUT);
 		ck_assert_int_eq(res[0].state, CFD_OP_CANCELLED);
 		ck_assert(res[0].res == -ECANCELED || res[0].res == -EINTR);
 		ck_assert_int_eq(wr.reason, CFD_REASON_NONE);
 		ck_assert_ptr_null(wr.origin);
 		break;
 	case END_SELF:
-		ck_assert_int_eq(r, CFD_WAIT_OP);
+		ck_assert_int_eq(r, CFD_BY_OP);
 		ck_assert_int_eq(res[0].state, CFD_OP_COMPLETED);
 		target_check_completed(&t, res[0].res);
 		ck_assert_int_eq(wr.op, 0);
@@ -145,7 +145,7 @@ START_TEST(test_inline_completions)
 	ops[1] = sqe_read(q[0], &b[1], 1);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, tok, ops, 2, CFD_SEC(10), 0, res, &wr),
-	    CFD_WAIT_OP);
+	    CFD_BY_OP);
 	/* First-completed mode, but both had completed: both reported. */
 	ck_assert_uint_eq(wr.completed, 2);
 	ck_assert_int_eq(res[0].state, CFD_OP_COMPLETED);
@@ -163,7 +163,7 @@ END_TEST
 /*
  * The answer to own-cancel-vs-child-cancel: an op cancelled by something
  * else (here an ASYNC_CANCEL on its fd, then its own LINK_TIMEOUT) is
- * CFD_WAIT_OP with res -ECANCELED, never CFD_WAIT_TOKEN.
+ * CFD_BY_OP with res -ECANCELED, never CFD_BY_TOKEN.
  */
 START_TEST(test_outside_cancel_is_op)
 {
@@ -187,7 +187,7 @@ START_TEST(test_outside_cancel_is_op)
 	io_uring_prep_cancel_fd(&ops[1], p[0], 0);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, tok, ops, 2, CFD_SEC(10), flags, res, &wr),
-	    CFD_WAIT_OP);
+	    CFD_BY_OP);
 	ck_assert_int_eq(res[0].state, CFD_OP_COMPLETED);
 	ck_assert_int_eq(res[0].res, -ECANCELED);
 	ck_assert_int_eq(res[1].state, CFD_OP_COMPLETED);
@@ -202,7 +202,7 @@ START_TEST(test_outside_cancel_is_op)
 	io_uring_prep_link_timeout(&ops[1], &ts, 0);
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, ops, 2, CFD_SEC(10),
 					CFD_WAIT_ALL, res, &wr),
-			 CFD_WAIT_OP);
+			 CFD_BY_OP);
 	ck_assert_int_eq(res[0].state, CFD_OP_COMPLETED);
 	ck_assert_int_eq(res[0].res, -ECANCELED);
 	ck_assert_int_eq(res[1].state, CFD_OP_COMPLETED);
@@ -248,7 +248,7 @@ START_TEST(test_signal_handler_trigger)
 	actor_start(&a, &f.ring, ACT_SIGNAL_ASYNC, handler_tok, NULL);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, handler_tok, &op, 1, -1, 0, res, &wr),
-	    CFD_WAIT_TOKEN);
+	    CFD_BY_TOKEN);
 	actor_join(&a);
 	ck_assert_int_eq(res[0].state, CFD_OP_CANCELLED);
 	ck_assert_int_eq(wr.reason, CFD_REASON_SIGNAL);
@@ -284,7 +284,7 @@ START_TEST(test_signal_interrupts_wait)
 	op = sqe_read(p[0], &b, 1);
 	actor_start(&a, &f.ring, ACT_SIGNAL_TRIGGER, tok, NULL);
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, &op, 1, -1, 0, res, &wr),
-			 CFD_WAIT_TOKEN);
+			 CFD_BY_TOKEN);
 	actor_join(&a);
 	ck_assert(t_sigusr1_seen);
 	ck_assert_int_eq(res[0].state, CFD_OP_CANCELLED);
@@ -359,11 +359,11 @@ START_TEST(test_complete_with_cancel_race)
 		}
 		ck_assert_uint_eq(wr.completed, completed);
 		if (round & 1) /* all mode: two reads can never complete */
-			ck_assert_int_eq(r, CFD_WAIT_TOKEN);
+			ck_assert_int_eq(r, CFD_BY_TOKEN);
 		else
-			ck_assert_int_eq(r, completed ? CFD_WAIT_OP
-						      : CFD_WAIT_TOKEN);
-		if (r == CFD_WAIT_TOKEN)
+			ck_assert_int_eq(r,
+					 completed ? CFD_BY_OP : CFD_BY_TOKEN);
+		if (r == CFD_BY_TOKEN)
 			ck_assert_int_eq(wr.reason, CFD_REASON_MANUAL);
 		for (int i = 0; i < 4; i++)
 			close(p[i][0]), close(p[i][1]);
@@ -402,7 +402,7 @@ START_TEST(test_all_mode)
 	actor_start(&a, &f.ring, ACT_TRIGGER, tok, NULL);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, tok, ops, 3, -1, CFD_WAIT_ALL, res, &wr),
-	    CFD_WAIT_TOKEN);
+	    CFD_BY_TOKEN);
 	actor_join(&a);
 	ck_assert_uint_eq(wr.completed, 2);
 	ck_assert_int_eq(res[0].state, CFD_OP_COMPLETED);
@@ -411,14 +411,14 @@ START_TEST(test_all_mode)
 	ck_assert_int_eq(wr.op, -1);
 	cfd_token_unref(tok);
 
-	/* every op completes: CFD_WAIT_OP, and op is the last one */
+	/* every op completes: CFD_BY_OP, and op is the last one */
 	ck_assert_int_eq(cfd_token_new(&tok, "all2"), 0);
 	for (int i = 0; i < 2; i++)
 		fill_pipe(p[i][1]);
 	actor_start(&a, &f.ring, ACT_COMPLETE, NULL, &t);
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, ops, 3, CFD_SEC(10),
 					CFD_WAIT_ALL, res, &wr),
-			 CFD_WAIT_OP);
+			 CFD_BY_OP);
 	actor_join(&a);
 	ck_assert_uint_eq(wr.completed, 3);
 	ck_assert_int_eq(wr.op, 2);
@@ -430,7 +430,7 @@ START_TEST(test_all_mode)
 	fill_pipe(p[0][1]);
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, ops, 3, CFD_MSEC(5),
 					CFD_WAIT_ALL, res, &wr),
-			 CFD_WAIT_TIMEOUT);
+			 CFD_BY_TIMEOUT);
 	ck_assert_uint_eq(wr.completed, 1);
 	ck_assert_int_eq(res[0].state, CFD_OP_COMPLETED);
 	ck_assert_int_eq(res[1].state, CFD_OP_CANCELLED);
@@ -470,7 +470,7 @@ START_TEST(test_link_chains)
 		actor_start(&a, &f.ring, ACT_TRIGGER, tok, NULL);
 		ck_assert_int_eq(cfd_uring_wait(f.cu, tok, ops, 2, -1,
 						CFD_WAIT_ALL, res, &wr),
-				 CFD_WAIT_TOKEN);
+				 CFD_BY_TOKEN);
 		actor_join(&a);
 		/* with a hard link the successor runs after the head's
 		 * cancel: the wait's first cancel of it finds nothing and is
@@ -488,7 +488,7 @@ START_TEST(test_link_chains)
 	ops[1] = sqe_read(q[0], &b[1], 1);
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, ops, 2, CFD_SEC(10),
 					CFD_WAIT_ALL, res, &wr),
-			 CFD_WAIT_OP);
+			 CFD_BY_OP);
 	ck_assert_int_eq(res[0].state, CFD_OP_COMPLETED);
 	ck_assert_int_eq(res[0].res, -EBADF);
 	ck_assert_int_eq(res[1].state, CFD_OP_COMPLETED);
@@ -503,8 +503,8 @@ END_TEST
 /*
  * Decided TOKEN, then an op completes by itself: a hard link runs the
  * successor after the head's cancel, and it reads its byte.  Its result is
- * kept; in first-completed mode the wait returns CFD_WAIT_OP (with the
- * token's reason beside it), in all mode CFD_WAIT_TOKEN with completed 1.
+ * kept; in first-completed mode the wait returns CFD_BY_OP (with the
+ * token's reason beside it), in all mode CFD_BY_TOKEN with completed 1.
  */
 START_TEST(test_completed_after_cancel_wins)
 {
@@ -531,7 +531,7 @@ START_TEST(test_completed_after_cancel_wins)
 		ck_assert_int_eq(cfd_uring_wait(f.cu, tok, ops, 2, -1,
 						all ? CFD_WAIT_ALL : 0, res,
 						&wr),
-				 all ? CFD_WAIT_TOKEN : CFD_WAIT_OP);
+				 all ? CFD_BY_TOKEN : CFD_BY_OP);
 		actor_join(&a);
 		ck_assert_int_eq(res[0].state, CFD_OP_CANCELLED);
 		ck_assert_int_eq(res[1].state, CFD_OP_COMPLETED);
@@ -577,7 +577,7 @@ START_TEST(test_outside_and_own_cancel_together)
 		ck_assert_int_eq(cfd_uring_wait(f.cu, tok, ops, 3, CFD_SEC(10),
 						all ? CFD_WAIT_ALL : 0, res,
 						&wr),
-				 all ? CFD_WAIT_TOKEN : CFD_WAIT_OP);
+				 all ? CFD_BY_TOKEN : CFD_BY_OP);
 		if (all)
 			actor_join(&a);
 		ck_assert_int_eq(res[0].state, CFD_OP_CANCELLED);
@@ -604,10 +604,10 @@ START_TEST(test_zero_ops)
 	ck_assert_int_eq(cfd_token_new(&tok, "zero"), 0);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, NULL, NULL, 0, CFD_MSEC(2), 0, NULL, &wr),
-	    CFD_WAIT_TIMEOUT);
+	    CFD_BY_TIMEOUT);
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, NULL, 0, CFD_MSEC(2),
 					CFD_WAIT_ALL, NULL, NULL),
-			 CFD_WAIT_TIMEOUT);
+			 CFD_BY_TIMEOUT);
 	ck_assert_int_eq(cfd_uring_wait(f.cu, NULL, NULL, 0, -1, 0, NULL, &wr),
 			 -EINVAL);
 	/* the token's poll is armed already: the wait submits nothing, so
@@ -615,7 +615,7 @@ START_TEST(test_zero_ops)
 	 * the answer is the same) */
 	actor_start_queued(&a, &f.ring, ACT_TRIGGER, tok, NULL);
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, NULL, 0, -1, 0, NULL, &wr),
-			 CFD_WAIT_TOKEN);
+			 CFD_BY_TOKEN);
 	actor_join(&a);
 	ck_assert_uint_eq(wr.completed, 0);
 	ck_assert_int_eq(wr.reason, CFD_REASON_MANUAL);
@@ -644,18 +644,18 @@ START_TEST(test_decided_before_submit)
 	tail = f.ring.sq.sqe_tail;
 
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, &op, 1, 0, 0, res, &wr),
-			 CFD_WAIT_TIMEOUT);
+			 CFD_BY_TIMEOUT);
 	ck_assert_int_eq(res[0].state, CFD_OP_NOT_SUBMITTED);
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, &op, 1,
 					t_now_ns() - CFD_MSEC(1), CFD_WAIT_ABS,
 					res, &wr),
-			 CFD_WAIT_TIMEOUT);
+			 CFD_BY_TIMEOUT);
 	cfd_token_trigger_msg(tok, "before");
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, &op, 1, -1, 0, res, &wr),
-			 CFD_WAIT_TOKEN);
+			 CFD_BY_TOKEN);
 	/* the token wins over a passed deadline */
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, &op, 1, 0, 0, res, &wr),
-			 CFD_WAIT_TOKEN);
+			 CFD_BY_TOKEN);
 	ck_assert_int_eq(res[0].state, CFD_OP_NOT_SUBMITTED);
 	ck_assert_int_eq(wr.op, -1);
 	ck_assert_int_eq(wr.reason, CFD_REASON_MANUAL);
@@ -682,7 +682,7 @@ START_TEST(test_op_error_is_op)
 	op = sqe_read(-1, &b, 1);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, NULL, &op, 1, CFD_SEC(10), 0, res, &wr),
-	    CFD_WAIT_OP);
+	    CFD_BY_OP);
 	ck_assert_int_eq(res[0].state, CFD_OP_COMPLETED);
 	ck_assert_int_eq(res[0].res, -EBADF);
 	ck_assert_int_eq(wr.res, -EBADF);
@@ -718,7 +718,7 @@ START_TEST(test_deadline_needs_no_request)
 	h0 = sq_consumed(&f.ring);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, NULL, &op, 1, CFD_SEC(10), 0, res, &wr),
-	    CFD_WAIT_OP);
+	    CFD_BY_OP);
 	ck_assert_uint_eq(sq_consumed(&f.ring) - h0, 1);
 
 	/* a pending op, +30 ms: the earlier wait's +10 s has no say */
@@ -728,7 +728,7 @@ START_TEST(test_deadline_needs_no_request)
 	t0 = t_now_ns();
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, NULL, &op, 1, CFD_MSEC(30), 0, res, &wr),
-	    CFD_WAIT_TIMEOUT);
+	    CFD_BY_TIMEOUT);
 	ck_assert_int_ge(t_now_ns() - t0, CFD_MSEC(30));
 	ck_assert_int_lt(t_now_ns() - t0, CFD_SEC(5));
 	ck_assert_int_eq(res[0].state, CFD_OP_CANCELLED);
@@ -740,7 +740,7 @@ START_TEST(test_deadline_needs_no_request)
 	t0 = t_now_ns();
 	ck_assert_int_eq(cfd_uring_wait(f.cu, NULL, &op, 1, t0 + CFD_MSEC(5),
 					CFD_WAIT_ABS, res, &wr),
-			 CFD_WAIT_TIMEOUT);
+			 CFD_BY_TIMEOUT);
 	ck_assert_int_ge(t_now_ns() - t0, CFD_MSEC(5));
 	ck_assert_int_lt(t_now_ns() - t0, CFD_SEC(5));
 
@@ -778,7 +778,7 @@ START_TEST(test_token_poll_lives_with_its_users)
 		h0 = sq_consumed(&f.ring);
 		ck_assert_int_eq(
 		    cfd_uring_wait(f.cu, toks[0], &op, 1, -1, 0, res, NULL),
-		    CFD_WAIT_OP);
+		    CFD_BY_OP);
 		/* poll and op, then the poll's removal */
 		ck_assert_uint_eq(sq_consumed(&f.ring) - h0, 3);
 	}
@@ -790,7 +790,7 @@ START_TEST(test_token_poll_lives_with_its_users)
 		h0 = sq_consumed(&f.ring);
 		ck_assert_int_eq(
 		    cfd_uring_wait(f.cu, toks[0], &op, 1, -1, 0, res, NULL),
-		    CFD_WAIT_OP);
+		    CFD_BY_OP);
 		ck_assert_uint_eq(sq_consumed(&f.ring) - h0, 1);
 	}
 	cfd_scope_unref(s);
@@ -803,7 +803,7 @@ START_TEST(test_token_poll_lives_with_its_users)
 		op = sqe_read(p[0], &b, 1);
 		ck_assert_int_eq(
 		    cfd_uring_wait(f.cu, toks[i], &op, 1, -1, 0, res, NULL),
-		    CFD_WAIT_OP);
+		    CFD_BY_OP);
 		cfd_token_unref(toks[i]);
 	}
 	/* no token's eventfd is kept once its wait returned */
@@ -862,7 +862,7 @@ START_TEST(test_backlog)
 	target_prep(&t, &op);
 	actor_start(&a, &f.ring, ACT_TRIGGER, tok, NULL);
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, &op, 1, -1, 0, res, &wr),
-			 CFD_WAIT_TOKEN);
+			 CFD_BY_TOKEN);
 	actor_join(&a);
 	(void)b;
 
@@ -924,7 +924,7 @@ START_TEST(test_backlog_cqe32)
 	io_uring_submit(&ring);
 	ck_assert_int_eq(
 	    cfd_uring_wait(cu, NULL, NULL, 0, CFD_MSEC(1), 0, NULL, NULL),
-	    CFD_WAIT_TIMEOUT);
+	    CFD_BY_TIMEOUT);
 	memset(out, 0xaa, sizeof(out));
 	ck_assert_int_eq(cfd_uring_backlog(cu, cqe), CFD_CQE_OP);
 	ck_assert_uint_eq(cqe->user_data, 7);
@@ -1493,7 +1493,7 @@ START_TEST(test_tiny_cq)
 	ops[1] = sqe_read(p[0], &b[3], 1);
 	actor_start(&a, &f.ring, ACT_TRIGGER, tok, NULL);
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, ops, 2, -1, 0, res, &wr),
-			 CFD_WAIT_TOKEN);
+			 CFD_BY_TOKEN);
 	actor_join(&a);
 	for (int i = 0; i < 2; i++)
 		cancelled += res[i].state == CFD_OP_CANCELLED;
@@ -1651,11 +1651,11 @@ START_TEST(test_submit_refused)
 	target_prep(&t, &op);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, wt.tok, &op, 1, CFD_MSEC(5), 0, res, NULL),
-	    CFD_WAIT_TIMEOUT);
+	    CFD_BY_TIMEOUT);
 	actor_start(&a, &f.ring, ACT_TRIGGER, wt.tok, NULL);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, wt.tok, &wt.op, 1, CFD_SEC(10), 0, res, NULL),
-	    CFD_WAIT_TOKEN);
+	    CFD_BY_TOKEN);
 	actor_join(&a);
 	ck_assert_int_eq(res[0].state, CFD_OP_CANCELLED);
 	cfd_token_unref(wt.tok);
@@ -1667,12 +1667,12 @@ START_TEST(test_submit_refused)
 	fill_pipe(p[1]);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, NULL, &wt.op, 1, CFD_SEC(10), 0, res, NULL),
-	    CFD_WAIT_OP);
+	    CFD_BY_OP);
 	refused_wait(&wt, CFD_MSEC(5));
 	t0 = t_now_ns();
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, NULL, &op, 1, CFD_MSEC(20), 0, res, NULL),
-	    CFD_WAIT_TIMEOUT);
+	    CFD_BY_TIMEOUT);
 	ck_assert_int_lt(t_now_ns() - t0, CFD_SEC(5));
 
 	target_close(&t, -1);
@@ -1703,7 +1703,7 @@ START_TEST(test_sq_full_at_entry)
 	op = sqe_read(p[0], &b, 1);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, NULL, &op, 1, CFD_SEC(10), 0, res, NULL),
-	    CFD_WAIT_OP);
+	    CFD_BY_OP);
 	ck_assert_int_eq(res[0].res, 1);
 	for (int i = 0; i < n; i++) {
 		ck_assert_int_eq(cfd_uring_backlog(f.cu, &cqe), CFD_CQE_OP);
@@ -1741,14 +1741,14 @@ START_TEST(test_cancel_any_inside_wait)
 	ops[0] = sqe_read(p[0], &b, 1);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, tok, ops, 1, CFD_SEC(10), 0, res, NULL),
-	    CFD_WAIT_OP);
+	    CFD_BY_OP);
 	ops[0] = sqe_read(p[0], &b, 1);
 	memset(&ops[1], 0, sizeof(ops[1]));
 	io_uring_prep_cancel64(
 	    &ops[1], 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, ops, 2, CFD_SEC(10),
 					CFD_WAIT_ALL, res, &wr),
-			 CFD_WAIT_OP);
+			 CFD_BY_OP);
 	ck_assert_int_eq(res[0].state, CFD_OP_COMPLETED);
 	ck_assert_int_eq(res[0].res, -ECANCELED);
 	ck_assert_int_ge(res[1].res, 1);
@@ -1759,12 +1759,12 @@ START_TEST(test_cancel_any_inside_wait)
 	target_prep(&t, &ops[0]);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, tok, ops, 1, CFD_MSEC(5), 0, res, NULL),
-	    CFD_WAIT_TIMEOUT);
+	    CFD_BY_TIMEOUT);
 	/* ...and so does the token */
 	actor_start(&a, &f.ring, ACT_TRIGGER, tok, NULL);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, tok, ops, 1, CFD_SEC(10), 0, res, NULL),
-	    CFD_WAIT_TOKEN);
+	    CFD_BY_TOKEN);
 	actor_join(&a);
 	ck_assert_int_eq(res[0].state, CFD_OP_CANCELLED);
 	target_close(&t, -1);
@@ -1831,7 +1831,7 @@ START_TEST(test_many_ops)
 	/* 199 cancels in one batch (nops <= SQ size - 2, so they fit) */
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, tok, ops, N, CFD_SEC(10), 0, res, &wr),
-	    CFD_WAIT_OP);
+	    CFD_BY_OP);
 	ck_assert_int_eq(wr.op, N / 2);
 	ck_assert_uint_eq(wr.completed, 1);
 	for (int i = 0; i < N; i++)
@@ -1840,7 +1840,7 @@ START_TEST(test_many_ops)
 	actor_start(&a, &f.ring, ACT_TRIGGER, tok, NULL);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, tok, ops, N, -1, CFD_WAIT_ALL, res, &wr),
-	    CFD_WAIT_TOKEN);
+	    CFD_BY_TOKEN);
 	actor_join(&a);
 	for (int i = 0; i < N; i++)
 		ck_assert_int_eq(res[i].state, CFD_OP_CANCELLED);
@@ -1882,7 +1882,7 @@ START_TEST(test_wait_overflow)
 	}
 	ck_assert_int_eq(cfd_uring_wait(f.cu, NULL, ops, N, CFD_SEC(10),
 					CFD_WAIT_ALL, res, &wr),
-			 CFD_WAIT_OP);
+			 CFD_BY_OP);
 	ck_assert_uint_eq(wr.completed, N);
 	for (int i = 0; i < N; i++)
 		ck_assert_int_eq(res[i].res, 1);
@@ -2031,7 +2031,7 @@ START_TEST(test_fork)
 	ck_assert_int_eq(cfd_scope_pending(s), 0);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, tok, &op, 1, CFD_MSEC(1), 0, res, NULL),
-	    CFD_WAIT_TIMEOUT);
+	    CFD_BY_TIMEOUT);
 	cfd_scope_unref(s);
 	cfd_token_unref(tok);
 	close(p[0]), close(p[1]);
@@ -2094,7 +2094,7 @@ START_TEST(test_own_link_timeout_is_the_ops_result)
 		ck_assert_int_eq(cfd_uring_wait(f.cu, tok, ops, 2,
 						CFD_MSEC(T_WAIT_MS), 0, res,
 						&why),
-				 CFD_WAIT_OP);
+				 CFD_BY_OP);
 		ck_assert_int_eq(res[0].res, -ECANCELED);
 		ck_assert_int_eq(res[0].state, CFD_OP_COMPLETED);
 		ck_assert_int_eq(res[1].res, -ETIME);
@@ -2161,7 +2161,7 @@ START_TEST(test_outside_cancel_just_before_trigger_is_op)
 		r = cfd_uring_wait(f.cu, lt.tok, ops, 3, CFD_MSEC(T_WAIT_MS),
 				   CFD_WAIT_ALL, res, &why);
 		pthread_join(th, NULL);
-		ck_assert(r == CFD_WAIT_OP || r == CFD_WAIT_TOKEN);
+		ck_assert(r == CFD_BY_OP || r == CFD_BY_TOKEN);
 		if (res[2].state == CFD_OP_COMPLETED && res[2].res == 0) {
 			/* the caller's cancel found the recv first */
 			found++;
@@ -2170,7 +2170,7 @@ START_TEST(test_outside_cancel_just_before_trigger_is_op)
 				      "round %d: the caller's cancel found the "
 				      "recv, but the wait took the blame",
 				      i);
-			ck_assert_int_eq(r, CFD_WAIT_OP);
+			ck_assert_int_eq(r, CFD_BY_OP);
 		}
 		cfd_token_unref(lt.tok);
 	}
@@ -2217,7 +2217,7 @@ START_TEST(test_open_chain_is_refused)
 	fill_pipe(p[1]);
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, ops, 2, CFD_MSEC(T_WAIT_MS),
 					CFD_WAIT_ALL, res, NULL),
-			 CFD_WAIT_OP);
+			 CFD_BY_OP);
 	ck_assert_int_eq(res[0].res, 1);
 	ck_assert_int_eq(res[1].res, 1);
 	cfd_token_unref(tok);
@@ -2299,20 +2299,20 @@ START_TEST(test_drain_after_wait)
 	memset(&op, 0, sizeof(op));
 	io_uring_prep_nop(&op);
 	ck_assert_int_eq(cfd_uring_wait(f.cu, tok, &op, 1, -1, 0, &res, &why),
-			 CFD_WAIT_OP);
+			 CFD_BY_OP);
 	/* a wait that a token's trigger ended, and one its deadline did */
 	op = sqe_read(p[0], &c, 1);
 	cfd_token_unref(tok);
 	ck_assert_int_eq(cfd_token_new(&tok, "t2"), 0);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, tok, &op, 1, CFD_MSEC(1), 0, &res, &why),
-	    CFD_WAIT_TIMEOUT);
+	    CFD_BY_TIMEOUT);
 	drain_nop(&f, 3);
 	ck_assert_int_eq(op_result_within(&f, 3, T_WAIT_MS), 0);
 	op = sqe_read(p[0], &c, 1);
 	ck_assert_int_eq(
 	    cfd_uring_wait(f.cu, NULL, &op, 1, CFD_MSEC(50), 0, &res, &why),
-	    CFD_WAIT_TIMEOUT);
+	    CFD_BY_TIMEOUT);
 	ck_assert_int_eq(res.state, CFD_OP_CANCELLED);
 
 	/* and once a scope has come and gone */

@@ -168,7 +168,7 @@ static double cfd_wait_batch(struct env *e, unsigned b, int64_t deadline_ns)
 	r = cfd_uring_wait(e->cu, e->tok, e->ops, b, deadline_ns,
 			   b > 1 ? CFD_WAIT_ALL : 0, e->res, &wr);
 	t1 = now_ns();
-	if (r != CFD_WAIT_OP)
+	if (r != CFD_BY_OP)
 		die("cfd_uring_wait returned %d", r);
 	for (unsigned i = 0; i < b; i++)
 		if (e->res[i].res != 1)
@@ -507,9 +507,9 @@ static int64_t clat_wait_one(struct clat *c, int i)
 	/* Preempted for longer than S's 20 us before the submit (it happens
 	 * on a VM): the token had fired, nothing was pending, nothing to
 	 * time.  The sample is dropped. */
-	if (r == CFD_WAIT_TOKEN && res.state == CFD_OP_NOT_SUBMITTED)
+	if (r == CFD_BY_TOKEN && res.state == CFD_OP_NOT_SUBMITTED)
 		return 0;
-	if (r != CFD_WAIT_TOKEN || res.state != CFD_OP_CANCELLED)
+	if (r != CFD_BY_TOKEN || res.state != CFD_OP_CANCELLED)
 		die("cancel latency: cfd_uring_wait %d, op state %d", r,
 		    res.state);
 	return now_ns();
