@@ -113,4 +113,21 @@ else
 	find "$dest" -name cancelfd-uring.h | grep -q . &&
 		fail "cancelfd-uring.h installed without the library"
 fi
+
+# The Python package, when it was built: installed with its extension in
+# the interpreter's site directory, and importable from there.
+pyinit=$(find "$dest" -path '*/cancelfd/__init__.py' | head -n 1)
+if [ -n "$pyinit" ] && [ "$sanitize" = none ]; then
+	site=$(dirname "$(dirname "$pyinit")")
+	ls "$site"/cancelfd/_cancelfd.*.so >/dev/null ||
+		fail "the Python extension is not installed"
+	(cd "$dest" && LD_LIBRARY_PATH=$libdir PYTHONPATH=$site \
+		"${PYTHON:-python3}" -c '
+import cancelfd, sys
+assert cancelfd.__file__.startswith(sys.argv[1]), cancelfd.__file__
+t = cancelfd.CancelToken("installed")
+t.child("c").trigger()
+print("python package ok:", cancelfd.__file__)' "$site") ||
+		fail "the installed Python package does not import"
+fi
 echo "install test passed"

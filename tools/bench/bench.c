@@ -32,6 +32,7 @@ static const struct group {
 	{ "uring", rows_uring, "io_uring" },
 	{ "timer", rows_timer, "timeouts" },
 	{ "export", rows_export, "across processes; the deadline" },
+	{ "python", rows_python, "the Python package (python-bench.py)" },
 };
 
 bool group_enabled(const char *group)

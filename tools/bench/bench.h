@@ -185,6 +185,8 @@ void rows_wake(void);
 void rows_uring(void);
 void rows_timer(void);
 void rows_export(void);
+/* Runs tools/bench/python-bench.py with the module of this build. */
+void rows_python(void);
 
 /* Shared by rows-fanout.c and rows-life.c */
 size_t trees_for(size_t n);
