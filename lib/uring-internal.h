@@ -6,7 +6,7 @@
  * Shared by the files of the io_uring layer:
  *   uring.c        the binding, SQEs, CQE dispatch, the backlog, and the
  *                  history a released binding leaves to the next one
- *   uring-poll.c   token polls: one multishot poll per token and ring
+ *   uring-poll.c   token polls: one single-shot poll per token and ring
  *   uring-wait.c   cfd_uring_wait()
  *   uring-scope.c  scopes and their op slots
  * The layer uses only the public API of <cancelfd.h>: it hears a trigger
