@@ -61,10 +61,23 @@ static pthread_mutex_t exports_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pipe_export *exports;
 static pthread_once_t exports_once = PTHREAD_ONCE_INIT;
 
-/* This process's ID, for the records: getpid(2) is a system call.  Set
- * when the first export sets up the fork handlers, and in a child by its
- * handler. */
+/* This process, as the records name it: its ID and the head of an origin
+ * path, "comm[pid]/".  Made when the first export sets up the fork
+ * handlers, and again in a child by its handler: a trigger's record costs
+ * neither getpid(2) nor a printf. */
 static pid_t self_pid;
+static char self_head[48];
+static size_t self_head_len;
+
+static void self_init(void)
+{
+	int n;
+
+	self_pid = getpid();
+	n = snprintf(self_head, sizeof(self_head), "%.24s[%d]/",
+		     program_invocation_short_name, (int)self_pid);
+	self_head_len = n > 0 && (size_t)n < sizeof(self_head) ? (size_t)n : 0;
+}
 
 /* In a forked child: the pipes its parent exported, by inode, and their
  * tokens' deadlines as they were at the fork. */
@@ -89,7 +102,7 @@ static void exports_fork_child(void)
 {
 	size_t n = 0;
 
-	self_pid = getpid();
+	self_init();
 
 	for (struct pipe_export *e = exports; e; e = e->next)
 		n++;
@@ -119,7 +132,7 @@ static void exports_fork_child(void)
 
 static void exports_setup(void)
 {
-	self_pid = getpid();
+	self_init();
 	pthread_atfork(exports_fork_prepare, exports_fork_parent,
 		       exports_fork_child);
 }
@@ -143,7 +156,6 @@ static void origin_path(const struct cfd_token *o, char *buf, size_t size)
 {
 	const struct cfd_token *t = o;
 	size_t at = size - 1, hl;
-	char head[64];
 
 	buf[at] = '\0';
 	for (unsigned depth = 0; t && depth < 64; depth++) {
@@ -163,12 +175,9 @@ static void origin_path(const struct cfd_token *o, char *buf, size_t size)
 		at -= 4;
 		memcpy(buf + at, t == o ? "... " : "...:", 4);
 	}
-	hl = (size_t)snprintf(head, sizeof(head), "%s[%d]/",
-			      program_invocation_short_name, (int)self_pid);
-	hl = hl < sizeof(head) ? hl : sizeof(head) - 1;
-	hl = hl < at ? hl : at;
+	hl = self_head_len < at ? self_head_len : at;
 	memmove(buf + hl, buf + at, size - at);
-	memcpy(buf, head, hl);
+	memcpy(buf, self_head, hl);
 }
 
 /* The record of tok's cause: its origin's, forwarded unchanged when it
