@@ -381,6 +381,7 @@ struct frec {
 	const char *msg;
 	char msgcopy[40];
 	int64_t ttime;
+	int code;
 	struct freg *regs[MAXRREGS];
 	int nregs;
 	uint64_t anon[MAXANON];
@@ -629,8 +630,8 @@ static void cause_check(struct frec *r)
 {
 	struct cfd_token *t = r->tok, *o;
 	const char *m;
-	int reason, oreason, sig;
-	int64_t tt;
+	int reason, oreason, sig, code;
+	int64_t tt, dl;
 
 	if (!cfd_token_triggered(t)) {
 		reason = cfd_token_reason(t);
@@ -646,6 +647,8 @@ static void cause_check(struct frec *r)
 	m = cfd_token_message(t);
 	sig = cfd_token_signal(t);
 	tt = cfd_token_trigger_time(t);
+	code = cfd_token_code(t);
+	dl = cfd_token_deadline(t);
 	CHECK(reason >= CFD_REASON_MANUAL && reason <= CFD_REASON_GONE &&
 		  strcmp(cfd_reason_name(reason), "unknown") != 0,
 	      "token %u: triggered, reason %d", r->id, reason);
@@ -658,6 +661,12 @@ static void cause_check(struct frec *r)
 	      (void *)cfd_token_message(o));
 	CHECK(cfd_token_trigger_time(o) == tt,
 	      "token %u: trigger time differs from its origin's", r->id);
+	CHECK(cfd_token_code(o) == code, "token %u: code %d, its origin's %d",
+	      r->id, code, cfd_token_code(o));
+	/* a triggered token's deadline has passed: it is its trigger time */
+	CHECK(dl == tt,
+	      "token %u: triggered, deadline %" PRId64 " not %" PRId64, r->id,
+	      dl, tt);
 	oreason = cfd_token_reason(o);
 	CHECK(oreason == CFD_REASON_MANUAL || oreason == CFD_REASON_TIMEOUT ||
 		  oreason == CFD_REASON_FD || oreason == CFD_REASON_CONDITION ||
@@ -697,6 +706,7 @@ static void cause_check(struct frec *r)
 		r->origin = o;
 		r->msg = m;
 		r->ttime = tt;
+		r->code = code;
 		if (m)
 			snprintf(r->msgcopy, sizeof(r->msgcopy), "%s", m);
 	} else {
@@ -704,7 +714,8 @@ static void cause_check(struct frec *r)
 
 		atomic_fetch_add(&st_cause_checks, 1);
 		same = r->reason == reason && r->origin == o && r->msg == m &&
-		       r->ttime == tt && (!m || strcmp(r->msgcopy, m) == 0);
+		       r->ttime == tt && r->code == code &&
+		       (!m || strcmp(r->msgcopy, m) == 0);
 
 		if (!same) {
 			pthread_mutex_unlock(&r->lock);
@@ -1122,7 +1133,7 @@ static void do_trigger(struct rng *g, struct frec *r)
 	struct freg *snap[MAXRREGS];
 	uint64_t anon[MAXANON];
 	int nsnap = 0, nanon, ret;
-	unsigned how = below(g, 3);
+	unsigned how = below(g, 4);
 	char msg[40];
 	const char *m;
 
@@ -1139,6 +1150,8 @@ static void do_trigger(struct rng *g, struct frec *r)
 	snprintf(msg, sizeof(msg), "m%" PRIx64, rnd(g));
 	if (how == 0)
 		ret = cfd_token_trigger(r->tok);
+	else if (how == 3)
+		ret = cfd_token_trigger_code(r->tok, (int)r->id + 1, msg);
 	else
 		ret = cfd_token_trigger_msg(r->tok, how == 1 ? msg : NULL);
 	CHECK(ret == 0 || ret == 1, "token %u: trigger returned %d", r->id,
@@ -1159,12 +1172,15 @@ static void do_trigger(struct rng *g, struct frec *r)
 		      cfd_token_reason(r->tok),
 		      (void *)cfd_token_origin(r->tok));
 		m = cfd_token_message(r->tok);
-		if (how == 1)
+		if (how == 1 || how == 3)
 			CHECK(m && strcmp(m, msg) == 0,
 			      "token %u: message \"%s\", not \"%s\"", r->id,
 			      m ? m : "(null)", msg);
 		else
 			CHECK(!m, "token %u: a message without one", r->id);
+		CHECK(cfd_token_code(r->tok) == (how == 3 ? (int)r->id + 1 : 0),
+		      "token %u: code %d after a trigger with %d", r->id,
+		      cfd_token_code(r->tok), how == 3 ? (int)r->id + 1 : 0);
 		mark_done(r, D_WON);
 		fd_check_done(r, "after its trigger returned 1");
 		for (int i = 0; i < nsnap; i++) {
