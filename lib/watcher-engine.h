@@ -49,9 +49,15 @@ struct cfd_watcher {
 	 * a lock-free stack through work_next. */
 	struct cfd_token *_Atomic async_head;
 
-	/* One dispatcher at a time. */
+	/* One dispatcher at a time: the own thread, for its whole life, or
+	 * one cfd_watcher_dispatch() call.  Callers queue at the gate, not on
+	 * the lock, so that one waiting there when the thread starts is told
+	 * -EBUSY instead of waiting for the thread to stop. */
 	pthread_mutex_t dispatch_lock;
 	const void *_Atomic dispatcher;
+	pthread_mutex_t gate;
+	pthread_cond_t gate_free;
+	bool gate_busy; /* a cfd_watcher_dispatch() is past the gate */
 
 	/* The own thread. */
 	pthread_mutex_t thread_lock;

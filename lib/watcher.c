@@ -85,6 +85,8 @@ static void watcher_free(struct cfd_watcher *w)
 	watcher_close_fds(w);
 	pthread_mutex_destroy(&w->lock);
 	pthread_mutex_destroy(&w->dispatch_lock);
+	pthread_mutex_destroy(&w->gate);
+	pthread_cond_destroy(&w->gate_free);
 	pthread_mutex_destroy(&w->thread_lock);
 	free(w->slots);
 	free(w->heap);
@@ -110,6 +112,8 @@ CFD_EXPORT int cfd_watcher_new(struct cfd_watcher **ret)
 	sigemptyset(&w->sig_mask);
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_mutex_init(&w->dispatch_lock, NULL);
+	pthread_mutex_init(&w->gate, NULL);
+	pthread_cond_init(&w->gate_free, NULL);
 	pthread_mutex_init(&w->thread_lock, NULL);
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (w->epfd < 0)
@@ -274,8 +278,17 @@ CFD_EXPORT int cfd_watcher_dispatch(struct cfd_watcher *w)
 		return r;
 	if (watcher_is_dispatching(w))
 		return -EDEADLK; /* from a callback inside dispatch */
-	if (atomic_load(&w->running))
+	pthread_mutex_lock(&w->gate);
+	while (w->gate_busy && !atomic_load(&w->running))
+		pthread_cond_wait(&w->gate_free, &w->gate);
+	if (atomic_load(&w->running)) {
+		pthread_mutex_unlock(&w->gate);
 		return -EBUSY;
+	}
+	w->gate_busy = true;
+	pthread_mutex_unlock(&w->gate);
+	/* Past the gate, the lock is free or about to be: a thread started
+	 * since waits for this one dispatch. */
 	pthread_mutex_lock(&w->dispatch_lock);
 	atomic_store(&w->dispatcher, watcher_thread_id());
 	r = epoll_wait_events(w, ev, 64, 0);
@@ -283,6 +296,10 @@ CFD_EXPORT int cfd_watcher_dispatch(struct cfd_watcher *w)
 		dispatch_events(w, ev, r);
 	atomic_store(&w->dispatcher, NULL);
 	pthread_mutex_unlock(&w->dispatch_lock);
+	pthread_mutex_lock(&w->gate);
+	w->gate_busy = false;
+	pthread_cond_signal(&w->gate_free);
+	pthread_mutex_unlock(&w->gate);
 	return r;
 }
 
@@ -335,8 +352,12 @@ CFD_EXPORT int cfd_watcher_start(struct cfd_watcher *w)
 		return -EALREADY;
 	}
 	atomic_store(&w->stop, false);
-	/* Running from now: cfd_watcher_dispatch() says -EBUSY. */
+	/* Running from now: cfd_watcher_dispatch() says -EBUSY, also to the
+	 * callers waiting at its gate. */
+	pthread_mutex_lock(&w->gate);
 	atomic_store(&w->running, true);
+	pthread_cond_broadcast(&w->gate_free);
+	pthread_mutex_unlock(&w->gate);
 	/* Signals go to the signalfd, never to this thread: block them
 	 * before the thread exists, so it starts with them blocked. */
 	sigfillset(&all);

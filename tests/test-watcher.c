@@ -14,6 +14,7 @@
 #endif
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -266,6 +267,94 @@ static void *dispatch_all_along(void *arg)
 	}
 	return NULL;
 }
+
+/* A dispatch that waits for another one must not, once that one ends,
+ * wait on for a thread started meanwhile: it returns -EBUSY.  (The
+ * fuzzer's thread sat in cfd_watcher_dispatch() behind the own thread,
+ * which holds the dispatch for its whole life.) */
+struct gate_race {
+	struct cfd_watcher *w;
+	sem_t in_cb, release;
+	_Atomic pid_t tid;
+	atomic_int result;
+	atomic_bool done;
+};
+
+static void hold_dispatch(struct cfd_token *tok, void *arg)
+{
+	struct gate_race *g = arg;
+
+	(void)tok;
+	sem_post(&g->in_cb);
+	sem_wait(&g->release);
+}
+
+static void *first_dispatcher(void *arg)
+{
+	struct gate_race *g = arg;
+
+	cfd_watcher_dispatch(g->w);
+	return NULL;
+}
+
+static void *second_dispatcher(void *arg)
+{
+	struct gate_race *g = arg;
+
+	atomic_store(&g->tid, t_gettid());
+	atomic_store(&g->result, cfd_watcher_dispatch(g->w));
+	atomic_store(&g->done, true);
+	return NULL;
+}
+
+START_TEST(test_dispatch_waiting_when_the_thread_starts)
+{
+	for (int round = 0; round < 20; round++) {
+		struct gate_race g = { .tid = 0 };
+		struct cfd_token *tok = t_new_token("held");
+		int efd = eventfd(1, EFD_CLOEXEC);
+		pthread_t c, b;
+		int64_t end;
+		int res;
+
+		ck_assert_int_eq(cfd_watcher_new(&g.w), 0);
+		sem_init(&g.in_cb, 0, 0);
+		sem_init(&g.release, 0, 0);
+		ck_assert_int_eq(cfd_source_add_fd(NULL, tok, g.w, efd), 0);
+		ck_assert_int_eq(
+		    cfd_token_on_trigger(NULL, tok, hold_dispatch, &g, 0), 0);
+		/* c dispatches, and stays in the callback */
+		ck_assert_int_eq(pthread_create(&c, NULL, first_dispatcher, &g),
+				 0);
+		sem_wait(&g.in_cb);
+		/* b waits for c's dispatch */
+		ck_assert_int_eq(
+		    pthread_create(&b, NULL, second_dispatcher, &g), 0);
+		while (!atomic_load(&g.tid))
+			sched_yield();
+		ck_assert(t_thread_sleeping(atomic_load(&g.tid), T_WAIT_MS));
+		/* the own thread starts, then c's dispatch ends */
+		ck_assert_int_eq(cfd_watcher_start(g.w), 0);
+		sem_post(&g.release);
+		end = t_now_ns() + CFD_MSEC(T_WAIT_MS);
+		while (!atomic_load(&g.done) && t_now_ns() < end)
+			usleep(1000);
+		ck_assert_msg(atomic_load(&g.done),
+			      "round %d: a dispatch waits for the own thread",
+			      round);
+		res = atomic_load(&g.result);
+		ck_assert_int_eq(res, -EBUSY);
+		pthread_join(b, NULL);
+		pthread_join(c, NULL);
+		ck_assert_int_eq(cfd_watcher_stop(g.w), 0);
+		sem_destroy(&g.in_cb);
+		sem_destroy(&g.release);
+		close(efd);
+		cfd_token_unref(tok);
+		cfd_watcher_unref(g.w);
+	}
+}
+END_TEST
 
 START_TEST(test_stop_while_dispatching)
 {
@@ -1108,6 +1197,7 @@ static Suite *watcher_suite(void)
 	tc = t_tcase("thread");
 	tcase_add_test(tc, test_start_stop);
 	tcase_add_test(tc, test_stop_while_dispatching);
+	tcase_add_test(tc, test_dispatch_waiting_when_the_thread_starts);
 	tcase_add_test(tc, test_own_thread_calls);
 	tcase_add_test(tc, test_last_unref_on_own_thread);
 	suite_add_tcase(s, tc);
