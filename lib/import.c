@@ -131,7 +131,13 @@ static const struct source_kind import_kind = {
 
 /* ---- import ---- */
 
-/* Import fd (not owned) with a deadline (INT64_MAX: none). */
+/* What an import knows of the exporter's deadline: a time, none
+ * (INT64_MAX), or nothing (DEADLINE_UNSAID: a bare fd, a one-byte send, no
+ * CANCELFD_DEADLINE), when a pipe this process's parent exported before
+ * forking it still tells the deadline at the fork. */
+#define DEADLINE_UNSAID INT64_MIN
+
+/* Import fd (not owned) with what is known of its deadline. */
 static int import_fd(struct cfd_token **ret, int fd, const char *name,
 		     struct cfd_watcher *w, int64_t deadline)
 {
@@ -157,8 +163,10 @@ static int import_fd(struct cfd_token **ret, int fd, const char *name,
 		return -EPERM;
 	/* A pipe this process's parent exported before forking it: the
 	 * token's deadline as it was at the fork. */
-	if (deadline == INT64_MAX && S_ISFIFO(st.st_mode))
-		deadline = exports_inherited_deadline(st.st_ino);
+	if (deadline == DEADLINE_UNSAID)
+		deadline = S_ISFIFO(st.st_mode)
+			       ? exports_inherited_deadline(st.st_ino)
+			       : INT64_MAX;
 	r = cfd_token_new(&tok, name);
 	if (r < 0)
 		return r;
@@ -194,7 +202,7 @@ static int import_fd(struct cfd_token **ret, int fd, const char *name,
 CFD_EXPORT int cfd_token_import_fd(struct cfd_token **ret, int fd,
 				   const char *name, struct cfd_watcher *w)
 {
-	return import_fd(ret, fd, name, w, INT64_MAX);
+	return import_fd(ret, fd, name, w, DEADLINE_UNSAID);
 }
 
 /*
@@ -297,25 +305,28 @@ CFD_EXPORT int cfd_token_recv(struct cfd_token **ret, int sock,
 			return -EMFILE;
 		return -EPROTO; /* not one token fd */
 	}
-	/* The deadline that came with it; a bare byte carries none. */
+	/* The deadline that came with it (none is an answer too); a bare
+	 * byte says nothing. */
 	if (!(n == 1 || wire_send_decode(payload, (size_t)n, &dl) == 0)) {
 		close(fd);
 		return -EPROTO;
 	}
-	return import_owned(ret, fd, name, w, wire_deadline_in(dl));
+	return import_owned(ret, fd, name, w,
+			    n == 1 ? DEADLINE_UNSAID : wire_deadline_in(dl));
 }
 
 /* ---- through exec ---- */
 
-/* CANCELFD_DEADLINE, read once and unset; none if absent or bad. */
+/* CANCELFD_DEADLINE, read once and unset: unsaid if absent, none if bad. */
 static int64_t env_deadline(void)
 {
 	const char *v = getenv(CFD_ENV_DEADLINE);
 	struct wire_deadline d;
-	int64_t deadline = INT64_MAX;
+	int64_t deadline = DEADLINE_UNSAID;
 
-	if (v && wire_deadline_parse(v, &d) == 0)
-		deadline = wire_deadline_in(d);
+	if (v)
+		deadline = wire_deadline_parse(v, &d) == 0 ? wire_deadline_in(d)
+							   : INT64_MAX;
 	unsetenv(CFD_ENV_DEADLINE);
 	return deadline;
 }

@@ -227,6 +227,58 @@ START_TEST(test_cause_and_deadline_cross_fork)
 }
 END_TEST
 
+/* A deadline that comes with the fd wins over the one noted at the fork,
+ * "none" included: here the parent's timeout went after the fork. */
+struct resend_arg {
+	int sock;
+};
+
+static int child_receives(void *arg)
+{
+	struct resend_arg *a = arg;
+	struct cfd_token *t;
+	char c;
+
+	T_CHILD_CHECK(read(a->sock, &c, 1) == 1); /* the parent freed it */
+	T_CHILD_CHECK(cfd_token_recv(&t, a->sock, "got", NULL) == 0);
+	T_CHILD_CHECK(cfd_token_deadline(t) == CFD_NO_DEADLINE);
+	cfd_token_unref(t);
+	return 0;
+}
+
+START_TEST(test_sent_deadline_wins_over_the_fork)
+{
+	struct cfd_watcher *w = tw_new_watcher();
+	struct cfd_token *t = t_new_token("t");
+	struct cfd_source *src;
+	struct resend_arg a;
+	int sv[2], fd, st;
+	pid_t pid;
+
+	ck_assert_int_eq(cfd_source_add_timeout(&src, t, w, CFD_SEC(60)), 0);
+	fd = cfd_token_export_fd(t, NULL, 0); /* the pipe, before the fork */
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+			 0);
+	a.sock = sv[1];
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(child_receives(&a));
+	cfd_source_free(src);
+	ck_assert_int_eq(cfd_token_deadline(t), CFD_NO_DEADLINE);
+	ck_assert_int_eq(write(sv[0], "x", 1), 1);
+	ck_assert_int_eq(cfd_token_send(sv[0], t, NULL, 0), 0);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %#x", st);
+	close(fd);
+	close(sv[0]), close(sv[1]);
+	cfd_token_unref(t);
+	cfd_watcher_unref(w);
+}
+END_TEST
+
 /* Through exec's environment: CANCELFD and CANCELFD_DEADLINE. */
 START_TEST(test_deadline_crosses_the_environment)
 {
@@ -764,6 +816,7 @@ static Suite *import_suite(void)
 	tcase_add_test(tc, test_cause_and_deadline_cross_fork);
 	tcase_add_test(tc, test_deadline_crosses_the_environment);
 	tcase_add_test(tc, test_deadline_crosses_a_socket);
+	tcase_add_test(tc, test_sent_deadline_wins_over_the_fork);
 	tcase_add_test(tc, test_every_holder_reads_the_cause);
 	suite_add_tcase(s, tc);
 
