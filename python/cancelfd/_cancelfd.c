@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include <Python.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -278,6 +279,99 @@ static PyObject *Token_signal(TokenObject *t, void *unused)
 	return PyLong_FromLong(r);
 }
 
+static PyObject *Token_code(TokenObject *t, void *unused)
+{
+	(void)unused;
+	CHECK_PROCESS(t);
+	return PyLong_FromLong(cfd_token_code(t->tok));
+}
+
+static PyObject *Token_remote(TokenObject *t, void *unused)
+{
+	(void)unused;
+	CHECK_PROCESS(t);
+	if (cfd_token_remote(t->tok))
+		Py_RETURN_TRUE;
+	Py_RETURN_FALSE;
+}
+
+static PyObject *Token_origin_pid(TokenObject *t, void *unused)
+{
+	int r;
+
+	(void)unused;
+	CHECK_PROCESS(t);
+	r = cfd_token_origin_pid(t->tok);
+	if (r < 0)
+		return raise_cfd(r, t);
+	return PyLong_FromLong(r);
+}
+
+static PyObject *Token_origin_path(TokenObject *t, void *unused)
+{
+	const char *p;
+
+	(void)unused;
+	CHECK_PROCESS(t);
+	p = cfd_token_origin_path(t->tok);
+	if (!p)
+		Py_RETURN_NONE;
+	return decode_name(p);
+}
+
+/* Nanoseconds on CLOCK_MONOTONIC as time.monotonic() gives them: CPython
+ * converts its int64 nanoseconds with one int-to-double conversion and
+ * one division by 1e9 (_PyTime_AsSecondsDouble), and so does this. */
+static PyObject *monotonic_seconds(int64_t ns)
+{
+	volatile double d = (double)ns;
+
+	d /= 1e9;
+	return PyFloat_FromDouble(d);
+}
+
+static PyObject *Token_deadline(TokenObject *t, void *unused)
+{
+	int64_t ns;
+
+	(void)unused;
+	CHECK_PROCESS(t);
+	ns = cfd_token_deadline(t->tok);
+	if (ns < 0)
+		return raise_cfd((int)ns, t);
+	if (ns == CFD_NO_DEADLINE)
+		Py_RETURN_NONE;
+	return monotonic_seconds(ns);
+}
+
+static PyObject *Token_deadline_ns(TokenObject *t, void *unused)
+{
+	int64_t ns;
+
+	(void)unused;
+	CHECK_PROCESS(t);
+	ns = cfd_token_deadline(t->tok);
+	if (ns < 0)
+		return raise_cfd((int)ns, t);
+	if (ns == CFD_NO_DEADLINE)
+		Py_RETURN_NONE;
+	return PyLong_FromLongLong(ns);
+}
+
+static PyObject *Token_remaining(TokenObject *t, void *unused)
+{
+	int64_t ns;
+
+	(void)unused;
+	CHECK_PROCESS(t);
+	ns = cfd_token_remaining(t->tok);
+	if (ns < 0)
+		return raise_cfd((int)ns, t);
+	if (ns == CFD_NO_DEADLINE)
+		Py_RETURN_NONE;
+	return PyFloat_FromDouble((double)ns / 1e9);
+}
+
 static PyObject *Token_trigger_time(TokenObject *t, void *unused)
 {
 	int64_t ns;
@@ -322,28 +416,55 @@ static PyObject *Token_origin(TokenObject *t, void *unused)
 	return wrap(Py_TYPE(t), cfd_token_ref(o));
 }
 
+/* A code argument (None: none) as the int the library carries. */
+static int c_code(PyObject *o, int *code)
+{
+	long v;
+
+	*code = 0;
+	if (o == Py_None)
+		return 0;
+	v = PyLong_AsLong(o);
+	if (v == -1 && PyErr_Occurred())
+		return -1;
+	if (v < INT_MIN || v > INT_MAX) {
+		PyErr_SetString(PyExc_OverflowError,
+				"code must fit in a C int (32 bits)");
+		return -1;
+	}
+	*code = (int)v;
+	return 0;
+}
+
+/* _trigger(message=None, code=None): True if this call triggered. */
 static PyObject *Token_trigger(TokenObject *t, PyObject *const *args,
 			       Py_ssize_t nargs)
 {
 	const char *msg = NULL;
-	int r;
+	int code = 0, r;
 
 	CHECK_PROCESS(t);
-	if (nargs > 1) {
+	if (nargs > 2) {
 		PyErr_SetString(PyExc_TypeError,
-				"trigger() takes at most one argument");
+				"_trigger() takes at most two arguments");
 		return NULL;
 	}
-	if (nargs == 1 && args[0] != Py_None) {
+	if (nargs >= 1 && args[0] != Py_None) {
 		msg = c_string(args[0], "message");
 		if (!msg)
 			return NULL;
 	}
+	if (nargs == 2 && c_code(args[1], &code) < 0)
+		return NULL;
 	/* Without the GIL, as os.write() would: a loop woken by the fd
 	 * gets on at once instead of waiting for this thread. */
 	Py_BEGIN_ALLOW_THREADS;
-	r = msg ? cfd_token_trigger_msg(t->tok, msg)
-		: cfd_token_trigger(t->tok);
+	if (code)
+		r = cfd_token_trigger_code(t->tok, code, msg);
+	else if (msg)
+		r = cfd_token_trigger_msg(t->tok, msg);
+	else
+		r = cfd_token_trigger(t->tok);
 	Py_END_ALLOW_THREADS;
 	if (r < 0)
 		return raise_cfd(r, t);
@@ -796,6 +917,45 @@ static PyGetSetDef Token_getset[] = {
 	  NULL },
 	{ "_trigger_time_ns", (getter)Token_trigger_time, NULL, NULL, NULL },
 	{ "_origin", (getter)Token_origin, NULL, NULL, NULL },
+	{ "code", (getter)Token_code, NULL,
+	  "The code given to trigger() by the trigger that started the "
+	  "cascade (an HTTP or gRPC status, an exit status: the "
+	  "application's), or 0 when it gave none or the token is pending.",
+	  NULL },
+	{ "remote", (getter)Token_remote, NULL,
+	  "True when the cause came from another process: the token was "
+	  "imported (from_env(), import_fd(), a pickle) and the exporting "
+	  "token's cascade triggered it; reason, message, code, signal and "
+	  "trigger_time are then those of the origin over there.",
+	  NULL },
+	{ "origin_pid", (getter)Token_origin_pid, NULL,
+	  "The process ID of the process where the cascade started: this "
+	  "one for a local cause, the exporting one (or one further up) for "
+	  "a remote cause; 0 while pending, or when an exporting process "
+	  "ended without saying.",
+	  NULL },
+	{ "origin_path", (getter)Token_origin_path, NULL,
+	  "Where a remote cause started, as \"comm[pid]/root:...:origin\" "
+	  "(the program, its process ID, the token names from the root of "
+	  "the origin's tree down to the origin), or None: a local cause has "
+	  "no path (origin names it).",
+	  NULL },
+	{ "deadline", (getter)Token_deadline, NULL,
+	  "When the token will be cancelled by time at the latest, in "
+	  "seconds on the time.monotonic() clock, or None.\n\n"
+	  "The earliest of its own timeout and deadline sources, of the "
+	  "deadline it was imported with, and of its parents' deadlines (an "
+	  "all_of() token takes the latest of its parents', and has none if "
+	  "one of them has none); once triggered, its trigger time.  It is "
+	  "something to know, not a timer: see remaining.",
+	  NULL },
+	{ "_deadline_ns", (getter)Token_deadline_ns, NULL, NULL, NULL },
+	{ "remaining", (getter)Token_remaining, NULL,
+	  "The seconds left until deadline, 0.0 once it has passed or the "
+	  "token has triggered, or None when there is no deadline: a budget "
+	  "to pass on (a protocol's timeout field, a retry's), or a reason "
+	  "to give up early on work that cannot finish in time.",
+	  NULL },
 	{ NULL, NULL, NULL, NULL, NULL },
 };
 

@@ -178,6 +178,16 @@ class Outcome:
         return "<Outcome %s%s%s>" % (self.status.value, idx, what)
 
 
+def _ns(seconds):
+    """Seconds (an int or a float) as the nearest integer of nanoseconds,
+    exactly: a float that :func:`time.monotonic` returned (an integer of
+    nanoseconds divided by 1e9) gives that integer back, so that
+    ``token.add_deadline(t)`` leaves ``token.deadline == t``, where
+    ``int(t * 1e9)`` may be a nanosecond short."""
+    p, q = float(seconds).as_integer_ratio()
+    return (2 * p * 1000000000 + q) // (2 * q)
+
+
 _TRIGGERED = object()
 _TIMEOUT = object()
 _selector_loop = asyncio.selector_events.BaseSelectorEventLoop
@@ -331,16 +341,28 @@ class CancelToken(_c.Token):
         """The event loop the token is bound to, or None."""
         return self._loop
 
-    def trigger(self, message=None):
+    def trigger(self, message=None, *, code=None):
         """Trigger the token, and every token below it.
 
         The first trigger wins and records the cause (:attr:`reason`,
-        :attr:`message`, :attr:`trigger_time`), which never changes; later
-        calls do nothing.  Safe from any thread, from a signal handler
-        installed with :func:`signal.signal` and from a finalizer: every
-        loop waiting on the token, or on a token below it, wakes.
+        :attr:`message`, :attr:`code`, :attr:`trigger_time`), which never
+        changes; later calls do nothing (:meth:`try_trigger` tells which
+        call won).  ``code`` is an integer of the application's (an HTTP or
+        gRPC status, an exit status; it must fit in 32 bits, 0 or None
+        means none) that every token the trigger reaches reports, in this
+        process and in those that imported one of them.  Safe from any
+        thread, from a signal handler installed with :func:`signal.signal`
+        and from a finalizer: every loop waiting on the token, or on a
+        token below it, wakes.
         """
-        self._trigger(message)
+        self._trigger(message, code)
+
+    def try_trigger(self, message=None, *, code=None):
+        """Trigger the token as :meth:`trigger` does, and return True if
+        this call triggered it, False if it had been triggered already (by
+        another call, a parent or a source), in which case its message and
+        code were dropped."""
+        return self._trigger(message, code)
 
     @property
     def triggered_token(self):
@@ -593,13 +615,17 @@ class CancelToken(_c.Token):
         unless something else triggers it first.  Returns the
         :class:`Source`, which the token keeps; ``remove()`` it to cancel
         the timeout.  The library's default watcher thread fires it."""
-        return self._keep(self._add_time(int(seconds * 1e9), False))
+        return self._keep(self._add_time(_ns(seconds), False))
 
     def add_deadline(self, when):
         """Trigger the token at ``when``, in seconds on the
         :func:`time.monotonic` clock (reason ``TIMEOUT``).  A deadline in
-        the past triggers it at once."""
-        return self._keep(self._add_time(int(when * 1e9), True))
+        the past triggers it at once.
+
+        ``token.add_deadline(token.deadline)`` turns a deadline that is
+        only known (one that came from another process, see
+        :attr:`deadline`) into one that triggers the token here."""
+        return self._keep(self._add_time(_ns(when), True))
 
     def add_signals(self, *signals):
         """Trigger the token when one of ``signals`` arrives (reason
