@@ -372,6 +372,26 @@ static PyObject *Token_remaining(TokenObject *t, void *unused)
 	return PyFloat_FromDouble((double)ns / 1e9);
 }
 
+/* (remaining ns, CLOCK_REALTIME ns) measured together, as
+ * CANCELFD_DEADLINE carries them ("remaining@realtime",
+ * cfd_token_from_env(3)); remaining -1: no deadline. */
+static PyObject *Token_deadline_wire(TokenObject *t, PyObject *unused)
+{
+	struct timespec ts;
+	int64_t left;
+
+	(void)unused;
+	CHECK_PROCESS(t);
+	left = cfd_token_remaining(t->tok);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (left < 0)
+		return raise_cfd((int)left, t);
+	if (left == CFD_NO_DEADLINE)
+		left = -1;
+	return Py_BuildValue("LL", (long long)left,
+			     (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+}
+
 static PyObject *Token_trigger_time(TokenObject *t, void *unused)
 {
 	int64_t ns;
@@ -970,6 +990,8 @@ static PyMethodDef Token_methods[] = {
 	{ "_wait", (PyCFunction)Token_wait, METH_O, NULL },
 	{ "_export", (PyCFunction)Token_export, METH_O, NULL },
 	{ "_export_kept", (PyCFunction)Token_export_kept, METH_NOARGS, NULL },
+	{ "_deadline_wire", (PyCFunction)Token_deadline_wire, METH_NOARGS,
+	  NULL },
 	{ "_child", (PyCFunction)Token_child, METH_O, NULL },
 	{ "_chain", (PyCFunction)Token_chain, METH_O, NULL },
 	{ "_combine", (PyCFunction)Token_combine, METH_VARARGS | METH_CLASS,
@@ -1068,9 +1090,26 @@ static PyObject *mod_reason_name(PyObject *self, PyObject *arg)
 	return PyUnicode_FromString(s);
 }
 
+/* The C environment's value of a variable, or None: what os.environ,
+ * Python's copy made at start-up, follows after the library changed it. */
+static PyObject *mod_getenv(PyObject *self, PyObject *arg)
+{
+	const char *s = c_string(arg, "name");
+	const char *v;
+
+	(void)self;
+	if (!s)
+		return NULL;
+	v = getenv(s);
+	if (!v)
+		Py_RETURN_NONE;
+	return PyUnicode_DecodeFSDefault(v);
+}
+
 static PyMethodDef module_methods[] = {
 	{ "_init", mod_init, METH_O, NULL },
 	{ "_shutdown", mod_shutdown, METH_NOARGS, NULL },
+	{ "_getenv", mod_getenv, METH_O, NULL },
 	{ "block_signals", mod_block_signals, METH_O,
 	  "block_signals(signals)\n--\n\nBlock the signals in the calling "
 	  "thread (and in the threads it starts afterwards), as a signal "
@@ -1138,7 +1177,8 @@ PyMODINIT_FUNC PyInit__cancelfd(void)
 	for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++)
 		if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value))
 			goto fail;
-	if (PyModule_AddStringConstant(m, "ENV", CFD_ENV) < 0)
+	if (PyModule_AddStringConstant(m, "ENV", CFD_ENV) < 0 ||
+	    PyModule_AddStringConstant(m, "ENV_DEADLINE", CFD_ENV_DEADLINE) < 0)
 		goto fail;
 	return m;
 fail:

@@ -679,20 +679,60 @@ class CancelToken(_c.Token):
         ``fd``."""
         return cls._import_fd(int(fd), name)._made(loop, ())
 
+    def export_env(self, env=None, *, inherit=False):
+        """Export the token for a program started with an environment:
+        return ``(fd, environ)``, a new watch-only file descriptor (as
+        :meth:`export_fd` makes) and a new dict, a copy of ``env``
+        (:data:`os.environ` if None) with ``CANCELFD`` set to the
+        descriptor's number and ``CANCELFD_DEADLINE`` to the token's
+        :attr:`deadline` as the time that remains now (or removed, when it
+        has none), which :meth:`from_env` and ``cfd_token_from_env()``
+        read::
+
+            fd, environ = token.export_env()
+            subprocess.run(cmd, env=environ, pass_fds=[fd])
+            os.close(fd)
+
+        The process's own environment is not touched (the C function
+        ``cfd_token_export_env()`` sets it, which is not safe while other
+        threads read it).  ``inherit=True`` leaves the descriptor without
+        close-on-exec, for :func:`os.execve` and the like; ``subprocess``
+        and :mod:`asyncio`'s subprocesses take ``pass_fds`` instead.
+        """
+        fd = self.export_fd(inherit=inherit)
+        try:
+            left, realtime = self._deadline_wire()
+            environ = dict(os.environ if env is None else env)
+            environ[_c.ENV] = str(fd)
+            if left < 0:
+                environ.pop(_c.ENV_DEADLINE, None)
+            else:
+                environ[_c.ENV_DEADLINE] = "%d@%d" % (left, realtime)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, environ
+
     @classmethod
     def from_env(cls, name="", *, loop=None):
         """The token a parent process passed in the environment variable
-        ``CANCELFD`` (as ``cancelfd-run`` does), or None if there is none.
+        ``CANCELFD`` (as ``cancelfd-run`` and :meth:`export_env` do), or
+        None if there is none.
 
-        The variable is removed from the environment.  Call it early,
-        before starting threads.
+        Its :attr:`deadline` is the one ``CANCELFD_DEADLINE`` gave, less
+        the time that passed since it was written.  Both variables are
+        removed from the environment, :data:`os.environ` included: they
+        name a descriptor of this process, and mean nothing to its
+        children.  Call it early, before starting threads.
         """
         try:
             tok = cls._from_env(name)
         finally:
-            # The library removed it from the C environment; os.environ
-            # is Python's copy of it.
-            os.environ.pop(_c.ENV, None)
+            # The library removed them from the C environment; os.environ
+            # is Python's copy of it, made at start-up.
+            for var in (_c.ENV, _c.ENV_DEADLINE):
+                if _c._getenv(var) is None:
+                    os.environ.pop(var, None)
         return None if tok is None else tok._made(loop, ())
 
 

@@ -174,7 +174,28 @@ def test_a_triggered_token_has_passed_its_deadline():
     assert t.remaining == 0.0
 
 
-# ---- asyncio ----
+# ---- asyncio: a deadline is no implicit timeout ----
+
+async def test_cancellable_wait_does_not_time_out_at_a_known_deadline():
+    """A deadline that is only known (one that came with an imported
+    token) is not a timeout of cancellable_wait(); add_deadline() turns it
+    into a trigger."""
+    parent = CancelToken("parent")
+    fd, env = parent.export_env()
+    env["CANCELFD_DEADLINE"] = "100000000"  # 0.1 s, by hand
+    os.environ.update(env)
+    imported = CancelToken.from_env("imported")  # takes fd
+    assert "CANCELFD" not in os.environ
+    assert "CANCELFD_DEADLINE" not in os.environ
+    assert imported.remaining <= 0.1
+    assert await imported.cancellable_wait(asyncio.sleep(0.3, "done")) \
+        == "done"
+    assert imported.remaining == 0.0 and not imported.triggered
+    # Acted on here: the token triggers at it (it has passed: at once).
+    imported.add_deadline(imported.deadline)
+    assert imported.triggered and imported.reason is Reason.TIMEOUT
+    assert imported.remote is False
+
 
 async def test_a_timeout_source_cancels_cancellable_wait_with_its_reason():
     t = CancelToken("budget")
