@@ -664,6 +664,45 @@ static PyObject *Token_import_fd(PyObject *cls, PyObject *args)
 	return wrap((PyTypeObject *)cls, tok);
 }
 
+/* _send(sock): cfd_token_send(), watch-only: the export and the deadline
+ * as it is now, in one message on the Unix socket sock. */
+static PyObject *Token_send(TokenObject *t, PyObject *arg)
+{
+	int sock = PyObject_AsFileDescriptor(arg);
+	int r;
+
+	if (sock < 0)
+		return NULL;
+	CHECK_PROCESS(t);
+	Py_BEGIN_ALLOW_THREADS;
+	r = cfd_token_send(sock, t->tok, NULL, 0);
+	Py_END_ALLOW_THREADS;
+	if (r < 0)
+		return raise_cfd(r, t);
+	Py_RETURN_NONE;
+}
+
+/* _recv(sock, name): cfd_token_recv(), the other end of _send(). */
+static PyObject *Token_recv(PyObject *cls, PyObject *args)
+{
+	struct cfd_token *tok;
+	PyObject *name;
+	const char *s;
+	int sock, r;
+
+	if (!PyArg_ParseTuple(args, "iU", &sock, &name))
+		return NULL;
+	s = c_string(name, "name");
+	if (!s)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS;
+	r = cfd_token_recv(&tok, sock, s, NULL);
+	Py_END_ALLOW_THREADS;
+	if (r < 0)
+		return raise_cfd(r, NULL);
+	return wrap((PyTypeObject *)cls, tok);
+}
+
 static PyObject *Token_from_env(PyObject *cls, PyObject *arg)
 {
 	struct cfd_token *tok;
@@ -992,6 +1031,8 @@ static PyMethodDef Token_methods[] = {
 	{ "_export_kept", (PyCFunction)Token_export_kept, METH_NOARGS, NULL },
 	{ "_deadline_wire", (PyCFunction)Token_deadline_wire, METH_NOARGS,
 	  NULL },
+	{ "_send", (PyCFunction)Token_send, METH_O, NULL },
+	{ "_recv", (PyCFunction)Token_recv, METH_VARARGS | METH_CLASS, NULL },
 	{ "_child", (PyCFunction)Token_child, METH_O, NULL },
 	{ "_chain", (PyCFunction)Token_chain, METH_O, NULL },
 	{ "_combine", (PyCFunction)Token_combine, METH_VARARGS | METH_CLASS,

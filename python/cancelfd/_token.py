@@ -763,6 +763,14 @@ def all_of(*tokens, name=None):
 
 
 # -- pickling for multiprocessing --
+#
+# Without a deadline a token pickles as the watch-only export it keeps
+# (one per token, duplicated for each pickle).  With one, the export goes
+# with the deadline in a cfd_token_send() message queued on a socket pair
+# made for that pickle, and the pickle passes the receiving end: the
+# child's cfd_token_recv() takes both, less the time that passed.  A bare
+# pipe would carry no deadline to a process that the exporter did not
+# fork (spawn, forkserver, a running worker).
 
 def _rebuild(cls, name, dupfd):
     fd = dupfd.detach()
@@ -772,10 +780,36 @@ def _rebuild(cls, name, dupfd):
         os.close(fd)
 
 
+def _rebuild_sent(cls, name, dupfd):
+    fd = dupfd.detach()
+    try:
+        return cls._recv(fd, name)._made(None, ())
+    finally:
+        os.close(fd)
+
+
 def _reduce(token):
-    from multiprocessing import reduction
-    return _rebuild, (type(token), token.name,
-                      reduction.DupFd(token._export_kept()))
+    from multiprocessing import context, reduction, util
+    if token._deadline_ns is None:
+        return _rebuild, (type(token), token.name,
+                          reduction.DupFd(token._export_kept()))
+    import socket
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with mine:
+        token._send(mine.fileno())
+    fd = theirs.detach()
+    try:
+        popen = context.get_spawning_popen()
+        dupfd = reduction.DupFd(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if popen is None:
+        os.close(fd)  # the resource sharer holds a duplicate
+    else:
+        # Passed as it is when the process starts: kept until then.
+        util.Finalize(popen, os.close, (fd,))
+    return _rebuild_sent, (type(token), token.name, dupfd)
 
 
 def _register_pickling(cls):

@@ -177,6 +177,134 @@ def _comm():
         return f.read().strip()
 
 
+def child_reports(token, q):
+    """In the child: what it knows before the trigger, then the cause."""
+    q.put(("started", token.triggered, token.deadline))
+    token.wait_blocking(30)
+    q.put(("cancelled", str(token.reason), token.message, token.code,
+           token.remote, token.origin_pid, token.origin_path,
+           token.child("below").code))
+
+
+def child_reports_from_queue(q_in, q_out):
+    child_reports(q_in.get(), q_out)
+
+
+def _check_remote_cause(q, parent, name):
+    got = q.get(timeout=30)
+    assert got == ("cancelled", "manual", "stop", 75, True, os.getpid(),
+                   "%s[%d]/%s" % (_comm(), os.getpid(), name), 75), got
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_pickled_token_carries_its_deadline_and_its_cause(method):
+    ctx = multiprocessing.get_context(method)
+    root = CancelToken("job")
+    root.add_timeout(60)
+    token = root.child("step")
+    q = ctx.Queue()
+    p = ctx.Process(target=child_reports, args=(token, q))
+    p.start()
+    try:
+        started, triggered, deadline = q.get(timeout=60)
+        assert not triggered
+        # The same instant on this host's CLOCK_MONOTONIC, give or take
+        # the drift between it and CLOCK_REALTIME while it crossed.
+        assert deadline == pytest.approx(token.deadline, abs=0.05)
+        root.trigger("stop", code=75)
+        _check_remote_cause(q, root, "job")
+        p.join(30)
+        assert p.exitcode == 0
+    finally:
+        if p.is_alive():
+            p.kill()
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_a_token_sent_through_a_queue_carries_its_deadline(method):
+    ctx = multiprocessing.get_context(method)
+    q_in, q_out = ctx.Queue(), ctx.Queue()
+    p = ctx.Process(target=child_reports_from_queue, args=(q_in, q_out))
+    p.start()
+    try:
+        token = CancelToken("queued")
+        token.add_deadline(time.monotonic() + 45)
+        q_in.put(token)
+        started, triggered, deadline = q_out.get(timeout=60)
+        assert deadline == pytest.approx(token.deadline, abs=0.05)
+        token.trigger("stop", code=75)
+        _check_remote_cause(q_out, token, "queued")
+        p.join(30)
+    finally:
+        if p.is_alive():
+            p.kill()
+
+
+def _sockets():
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink("/proc/self/fd/" + fd).startswith("socket:")
+        except OSError:
+            pass
+    return n
+
+
+def test_a_pickle_with_a_deadline_leaves_no_socket_behind():
+    ctx = multiprocessing.get_context("spawn")
+    token = CancelToken("job")
+    token.add_timeout(60)
+    q = ctx.Queue()
+    before = _sockets()
+    p = ctx.Process(target=child_reports, args=(token, q))
+    p.start()
+    assert q.get(timeout=60)[0] == "started"
+    token.trigger("stop", code=75)
+    q.get(timeout=30)
+    p.join(30)
+    del p
+    gc.collect()
+    assert _sockets() == before
+
+
+def test_without_a_deadline_a_pickle_stays_a_pipe():
+    ctx = multiprocessing.get_context("spawn")
+    token = CancelToken("job")
+    q = ctx.Queue()
+    p = ctx.Process(target=child_reports, args=(token, q))
+    p.start()
+    try:
+        assert q.get(timeout=60) == ("started", False, None)
+        token.trigger("stop", code=75)
+        _check_remote_cause(q, token, "job")
+        p.join(30)
+    finally:
+        if p.is_alive():
+            p.kill()
+
+
+def test_a_plain_fd_from_a_process_that_did_not_fork_carries_no_deadline():
+    """import_fd() of an export: the cause crosses, the deadline only
+    when the exporter forked this process (not across exec)."""
+    script = textwrap.dedent("""
+        import cancelfd, sys
+        t = cancelfd.CancelToken.import_fd(int(sys.argv[1]), "imported")
+        print(t.deadline, flush=True)
+        t.wait_blocking(30)
+        print(t.reason, t.code, t.remote)
+    """)
+    token = CancelToken("with deadline")
+    token.add_timeout(60)
+    fd = token.export_fd()
+    proc = subprocess.Popen([sys.executable, "-c", script, str(fd)],
+                            pass_fds=[fd], stdout=subprocess.PIPE, text=True)
+    os.close(fd)
+    assert proc.stdout.readline().strip() == "None"
+    token.trigger(code=9)
+    out, _ = proc.communicate(timeout=60)
+    assert out.split() == ["manual", "9", "True"]
+
+
 def test_gone_when_the_parent_frees_the_token():
     script = textwrap.dedent("""
         import cancelfd, sys
