@@ -1005,8 +1005,13 @@ static PyGetSetDef Token_getset[] = {
 	  "The earliest of its own timeout and deadline sources, of the "
 	  "deadline it was imported with, and of its parents' deadlines (an "
 	  "all_of() token takes the latest of its parents', and has none if "
-	  "one of them has none); once triggered, its trigger time.  It is "
-	  "something to know, not a timer: see remaining.",
+	  "one of them has none); once triggered, its trigger time.\n\n"
+	  "It is something to know (remaining is the budget to pass on), "
+	  "not a timer: the token triggers when one of its timeout or "
+	  "deadline sources fires (reason TIMEOUT), and cancellable_wait() "
+	  "takes no timeout from it.  A deadline that came from another "
+	  "process only informs, since the token triggers when the other "
+	  "side's does; add_deadline(token.deadline) acts on it here.",
 	  NULL },
 	{ "_deadline_ns", (getter)Token_deadline_ns, NULL, NULL, NULL },
 	{ "remaining", (getter)Token_remaining, NULL,

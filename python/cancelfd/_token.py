@@ -313,6 +313,22 @@ class CancelToken(_c.Token):
     ``loop``, if given, binds the token to one event loop: it may only be
     awaited there, and combined with tokens of the same loop.  Without
     it, the token works in any loop, and in several at once.
+
+    The cause says why, by whom, where and when (:attr:`reason`,
+    :attr:`origin`, :attr:`message`, :attr:`code`, :attr:`remote`,
+    :attr:`origin_path`, :attr:`trigger_time`), and :attr:`deadline`
+    when, at the latest, time will cancel the token:
+
+    >>> server = CancelToken('server')
+    >>> budget = server.add_timeout(30)
+    >>> request = server.child('request')
+    >>> 29 < request.remaining <= 30
+    True
+    >>> server.trigger('shutting down', code=503)
+    >>> request.reason, request.origin, request.message, request.code
+    (<Reason.PARENT: 6>, <CancelToken: server>, 'shutting down', 503)
+    >>> request.remaining
+    0.0
     """
 
     _loop = None
@@ -495,6 +511,14 @@ class CancelToken(_c.Token):
         (see :meth:`settle` to get each case as a value).  If the calling
         task is cancelled, the awaitables are cancelled and awaited, and
         :class:`asyncio.CancelledError` propagates.
+
+        The token's :attr:`deadline` is no implicit timeout: with
+        ``timeout=None`` the call waits until something finishes or the
+        token triggers, which a timeout or deadline source does at its
+        time (``OperationCancelled``, reason ``TIMEOUT``).  Pass
+        ``timeout=token.remaining`` to stop at a deadline that is only
+        known (one that came from another process) with
+        :class:`TimeoutError`.
         """
         if len(awaitables) == 1:
             fut = awaitables[0]
@@ -520,7 +544,8 @@ class CancelToken(_c.Token):
         awaitable that finished first was cancelled by something else
         (``Status.CANCELLED``), the token triggered (``TRIGGERED``), the
         timeout passed (``TIMEOUT``).  Only the cancellation of the
-        calling task itself raises :class:`asyncio.CancelledError`.
+        calling task itself raises :class:`asyncio.CancelledError`.  As
+        there, the token's :attr:`deadline` is no implicit timeout.
         """
         return await self._settle(awaitables, timeout)
 
@@ -663,8 +688,12 @@ class CancelToken(_c.Token):
         ``shared=True`` gives the token's eventfd itself, which a holder
         may write to trigger the token.  ``inherit=True`` leaves it
         without close-on-exec (``subprocess``'s ``pass_fds`` does not need
-        it).  A C program takes it with ``cfd_token_from_env()`` when its
-        number is in the environment variable ``CANCELFD``.
+        it).  The other side's import reports this token's cause when it
+        triggers (:attr:`remote`), or reason ``GONE`` when it is freed
+        untriggered or this process ends.  For a program started with an
+        environment, :meth:`export_env` passes the number and the
+        :attr:`deadline` too (``cfd_token_from_env()`` in C,
+        :meth:`from_env` in Python).
         """
         flags = ((_c.EXPORT_INHERIT if inherit else 0) |
                  (_c.EXPORT_SHARED if shared else 0))
@@ -676,7 +705,12 @@ class CancelToken(_c.Token):
         export of another process's token (with that token's cause, or
         reason ``GONE`` if it went away untriggered), a pidfd, a socket
         (reason ``FD``).  The token watches a duplicate; the caller keeps
-        ``fd``."""
+        ``fd``.
+
+        Its :attr:`deadline` is the exporter's only when the exporter
+        forked this process after exporting (not across ``exec``): pass
+        the deadline with :meth:`export_env` and :meth:`from_env`, or by
+        pickling, which carry it."""
         return cls._import_fd(int(fd), name)._made(loop, ())
 
     def export_env(self, env=None, *, inherit=False):
