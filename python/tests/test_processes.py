@@ -122,6 +122,21 @@ def test_cancelfd_run_cancels_a_python_token():
     assert out.stdout.split() == ["python", "cancelled", "timeout"]
 
 
+def test_from_env_without_a_token_leaves_the_environment_as_it_is():
+    """No CANCELFD: the library removes nothing, and os.environ keeps
+    what the C environment keeps."""
+    from cancelfd._token import _c
+    os.environ.pop("CANCELFD", None)
+    os.environ["CANCELFD_DEADLINE"] = "5"
+    try:
+        assert CancelToken.from_env("none") is None
+        assert os.environ["CANCELFD_DEADLINE"] == "5"
+        assert _c._getenv("CANCELFD_DEADLINE") == "5"
+    finally:
+        del os.environ["CANCELFD_DEADLINE"]
+    assert _c._getenv("CANCELFD_DEADLINE") is None
+
+
 def test_from_env_without_a_token():
     env = dict(os.environ)
     env.pop("CANCELFD", None)
