@@ -28,7 +28,11 @@ methods beside it); :class:`CancelScope` cancels an
 :class:`asyncio.TaskGroup`; :meth:`CancelToken.settle` returns what
 happened instead of raising; a token pickles for :mod:`multiprocessing`
 and crosses ``exec`` as ``CANCELFD`` (:meth:`CancelToken.from_env`,
-:meth:`CancelToken.export_fd`).
+:meth:`CancelToken.export_env`, :meth:`CancelToken.export_fd`).  The cause
+of a trigger (reason, origin, message, code, time) and the token's
+deadline (:attr:`CancelToken.deadline`, :attr:`CancelToken.remaining`)
+cross with it: the other side reports them, marked
+:attr:`CancelToken.remote`.
 """
 
 from ._token import (

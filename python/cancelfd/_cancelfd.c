@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include <Python.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -278,6 +279,119 @@ static PyObject *Token_signal(TokenObject *t, void *unused)
 	return PyLong_FromLong(r);
 }
 
+static PyObject *Token_code(TokenObject *t, void *unused)
+{
+	(void)unused;
+	CHECK_PROCESS(t);
+	return PyLong_FromLong(cfd_token_code(t->tok));
+}
+
+static PyObject *Token_remote(TokenObject *t, void *unused)
+{
+	(void)unused;
+	CHECK_PROCESS(t);
+	if (cfd_token_remote(t->tok))
+		Py_RETURN_TRUE;
+	Py_RETURN_FALSE;
+}
+
+static PyObject *Token_origin_pid(TokenObject *t, void *unused)
+{
+	int r;
+
+	(void)unused;
+	CHECK_PROCESS(t);
+	r = cfd_token_origin_pid(t->tok);
+	if (r < 0)
+		return raise_cfd(r, t);
+	return PyLong_FromLong(r);
+}
+
+static PyObject *Token_origin_path(TokenObject *t, void *unused)
+{
+	const char *p;
+
+	(void)unused;
+	CHECK_PROCESS(t);
+	p = cfd_token_origin_path(t->tok);
+	if (!p)
+		Py_RETURN_NONE;
+	return decode_name(p);
+}
+
+/* Nanoseconds on CLOCK_MONOTONIC as time.monotonic() gives them: CPython
+ * converts its int64 nanoseconds with one int-to-double conversion and
+ * one division by 1e9 (_PyTime_AsSecondsDouble), and so does this. */
+static PyObject *monotonic_seconds(int64_t ns)
+{
+	volatile double d = (double)ns;
+
+	d /= 1e9;
+	return PyFloat_FromDouble(d);
+}
+
+static PyObject *Token_deadline(TokenObject *t, void *unused)
+{
+	int64_t ns;
+
+	(void)unused;
+	CHECK_PROCESS(t);
+	ns = cfd_token_deadline(t->tok);
+	if (ns < 0)
+		return raise_cfd((int)ns, t);
+	if (ns == CFD_NO_DEADLINE)
+		Py_RETURN_NONE;
+	return monotonic_seconds(ns);
+}
+
+static PyObject *Token_deadline_ns(TokenObject *t, void *unused)
+{
+	int64_t ns;
+
+	(void)unused;
+	CHECK_PROCESS(t);
+	ns = cfd_token_deadline(t->tok);
+	if (ns < 0)
+		return raise_cfd((int)ns, t);
+	if (ns == CFD_NO_DEADLINE)
+		Py_RETURN_NONE;
+	return PyLong_FromLongLong(ns);
+}
+
+static PyObject *Token_remaining(TokenObject *t, void *unused)
+{
+	int64_t ns;
+
+	(void)unused;
+	CHECK_PROCESS(t);
+	ns = cfd_token_remaining(t->tok);
+	if (ns < 0)
+		return raise_cfd((int)ns, t);
+	if (ns == CFD_NO_DEADLINE)
+		Py_RETURN_NONE;
+	return PyFloat_FromDouble((double)ns / 1e9);
+}
+
+/* (remaining ns, CLOCK_REALTIME ns) measured together, as
+ * CANCELFD_DEADLINE carries them ("remaining@realtime",
+ * cfd_token_from_env(3)); remaining -1: no deadline. */
+static PyObject *Token_deadline_wire(TokenObject *t, PyObject *unused)
+{
+	struct timespec ts;
+	int64_t left;
+
+	(void)unused;
+	CHECK_PROCESS(t);
+	left = cfd_token_remaining(t->tok);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (left < 0)
+		return raise_cfd((int)left, t);
+	if (left == CFD_NO_DEADLINE)
+		left = -1;
+	return Py_BuildValue("LL", (long long)left,
+			     (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+}
+
 static PyObject *Token_trigger_time(TokenObject *t, void *unused)
 {
 	int64_t ns;
@@ -322,28 +436,55 @@ static PyObject *Token_origin(TokenObject *t, void *unused)
 	return wrap(Py_TYPE(t), cfd_token_ref(o));
 }
 
+/* A code argument (None: none) as the int the library carries. */
+static int c_code(PyObject *o, int *code)
+{
+	long v;
+
+	*code = 0;
+	if (o == Py_None)
+		return 0;
+	v = PyLong_AsLong(o);
+	if (v == -1 && PyErr_Occurred())
+		return -1;
+	if (v < INT_MIN || v > INT_MAX) {
+		PyErr_SetString(PyExc_OverflowError,
+				"code must fit in a C int (32 bits)");
+		return -1;
+	}
+	*code = (int)v;
+	return 0;
+}
+
+/* _trigger(message=None, code=None): True if this call triggered. */
 static PyObject *Token_trigger(TokenObject *t, PyObject *const *args,
 			       Py_ssize_t nargs)
 {
 	const char *msg = NULL;
-	int r;
+	int code = 0, r;
 
 	CHECK_PROCESS(t);
-	if (nargs > 1) {
+	if (nargs > 2) {
 		PyErr_SetString(PyExc_TypeError,
-				"trigger() takes at most one argument");
+				"_trigger() takes at most two arguments");
 		return NULL;
 	}
-	if (nargs == 1 && args[0] != Py_None) {
+	if (nargs >= 1 && args[0] != Py_None) {
 		msg = c_string(args[0], "message");
 		if (!msg)
 			return NULL;
 	}
+	if (nargs == 2 && c_code(args[1], &code) < 0)
+		return NULL;
 	/* Without the GIL, as os.write() would: a loop woken by the fd
 	 * gets on at once instead of waiting for this thread. */
 	Py_BEGIN_ALLOW_THREADS;
-	r = msg ? cfd_token_trigger_msg(t->tok, msg)
-		: cfd_token_trigger(t->tok);
+	if (code)
+		r = cfd_token_trigger_code(t->tok, code, msg);
+	else if (msg)
+		r = cfd_token_trigger_msg(t->tok, msg);
+	else
+		r = cfd_token_trigger(t->tok);
 	Py_END_ALLOW_THREADS;
 	if (r < 0)
 		return raise_cfd(r, t);
@@ -518,6 +659,45 @@ static PyObject *Token_import_fd(PyObject *cls, PyObject *args)
 	if (!s)
 		return NULL;
 	r = cfd_token_import_fd(&tok, fd, s, NULL);
+	if (r < 0)
+		return raise_cfd(r, NULL);
+	return wrap((PyTypeObject *)cls, tok);
+}
+
+/* _send(sock): cfd_token_send(), watch-only: the export and the deadline
+ * as it is now, in one message on the Unix socket sock. */
+static PyObject *Token_send(TokenObject *t, PyObject *arg)
+{
+	int sock = PyObject_AsFileDescriptor(arg);
+	int r;
+
+	if (sock < 0)
+		return NULL;
+	CHECK_PROCESS(t);
+	Py_BEGIN_ALLOW_THREADS;
+	r = cfd_token_send(sock, t->tok, NULL, 0);
+	Py_END_ALLOW_THREADS;
+	if (r < 0)
+		return raise_cfd(r, t);
+	Py_RETURN_NONE;
+}
+
+/* _recv(sock, name): cfd_token_recv(), the other end of _send(). */
+static PyObject *Token_recv(PyObject *cls, PyObject *args)
+{
+	struct cfd_token *tok;
+	PyObject *name;
+	const char *s;
+	int sock, r;
+
+	if (!PyArg_ParseTuple(args, "iU", &sock, &name))
+		return NULL;
+	s = c_string(name, "name");
+	if (!s)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS;
+	r = cfd_token_recv(&tok, sock, s, NULL);
+	Py_END_ALLOW_THREADS;
 	if (r < 0)
 		return raise_cfd(r, NULL);
 	return wrap((PyTypeObject *)cls, tok);
@@ -796,6 +976,50 @@ static PyGetSetDef Token_getset[] = {
 	  NULL },
 	{ "_trigger_time_ns", (getter)Token_trigger_time, NULL, NULL, NULL },
 	{ "_origin", (getter)Token_origin, NULL, NULL, NULL },
+	{ "code", (getter)Token_code, NULL,
+	  "The code given to trigger() by the trigger that started the "
+	  "cascade (an HTTP or gRPC status, an exit status: the "
+	  "application's), or 0 when it gave none or the token is pending.",
+	  NULL },
+	{ "remote", (getter)Token_remote, NULL,
+	  "True when the cause came from another process: the token was "
+	  "imported (from_env(), import_fd(), a pickle) and the exporting "
+	  "token's cascade triggered it; reason, message, code, signal and "
+	  "trigger_time are then those of the origin over there.",
+	  NULL },
+	{ "origin_pid", (getter)Token_origin_pid, NULL,
+	  "The process ID of the process where the cascade started: this "
+	  "one for a local cause, the exporting one (or one further up) for "
+	  "a remote cause; 0 while pending, or when an exporting process "
+	  "ended without saying.",
+	  NULL },
+	{ "origin_path", (getter)Token_origin_path, NULL,
+	  "Where a remote cause started, as \"comm[pid]/root:...:origin\" "
+	  "(the program, its process ID, the token names from the root of "
+	  "the origin's tree down to the origin), or None: a local cause has "
+	  "no path (origin names it).",
+	  NULL },
+	{ "deadline", (getter)Token_deadline, NULL,
+	  "When the token will be cancelled by time at the latest, in "
+	  "seconds on the time.monotonic() clock, or None.\n\n"
+	  "The earliest of its own timeout and deadline sources, of the "
+	  "deadline it was imported with, and of its parents' deadlines (an "
+	  "all_of() token takes the latest of its parents', and has none if "
+	  "one of them has none); once triggered, its trigger time.\n\n"
+	  "It is something to know (remaining is the budget to pass on), "
+	  "not a timer: the token triggers when one of its timeout or "
+	  "deadline sources fires (reason TIMEOUT), and cancellable_wait() "
+	  "takes no timeout from it.  A deadline that came from another "
+	  "process only informs, since the token triggers when the other "
+	  "side's does; add_deadline(token.deadline) acts on it here.",
+	  NULL },
+	{ "_deadline_ns", (getter)Token_deadline_ns, NULL, NULL, NULL },
+	{ "remaining", (getter)Token_remaining, NULL,
+	  "The seconds left until deadline, 0.0 once it has passed or the "
+	  "token has triggered, or None when there is no deadline: a budget "
+	  "to pass on (a protocol's timeout field, a retry's), or a reason "
+	  "to give up early on work that cannot finish in time.",
+	  NULL },
 	{ NULL, NULL, NULL, NULL, NULL },
 };
 
@@ -810,6 +1034,10 @@ static PyMethodDef Token_methods[] = {
 	{ "_wait", (PyCFunction)Token_wait, METH_O, NULL },
 	{ "_export", (PyCFunction)Token_export, METH_O, NULL },
 	{ "_export_kept", (PyCFunction)Token_export_kept, METH_NOARGS, NULL },
+	{ "_deadline_wire", (PyCFunction)Token_deadline_wire, METH_NOARGS,
+	  NULL },
+	{ "_send", (PyCFunction)Token_send, METH_O, NULL },
+	{ "_recv", (PyCFunction)Token_recv, METH_VARARGS | METH_CLASS, NULL },
 	{ "_child", (PyCFunction)Token_child, METH_O, NULL },
 	{ "_chain", (PyCFunction)Token_chain, METH_O, NULL },
 	{ "_combine", (PyCFunction)Token_combine, METH_VARARGS | METH_CLASS,
@@ -908,9 +1136,26 @@ static PyObject *mod_reason_name(PyObject *self, PyObject *arg)
 	return PyUnicode_FromString(s);
 }
 
+/* The C environment's value of a variable, or None: what os.environ,
+ * Python's copy made at start-up, follows after the library changed it. */
+static PyObject *mod_getenv(PyObject *self, PyObject *arg)
+{
+	const char *s = c_string(arg, "name");
+	const char *v;
+
+	(void)self;
+	if (!s)
+		return NULL;
+	v = getenv(s);
+	if (!v)
+		Py_RETURN_NONE;
+	return PyUnicode_DecodeFSDefault(v);
+}
+
 static PyMethodDef module_methods[] = {
 	{ "_init", mod_init, METH_O, NULL },
 	{ "_shutdown", mod_shutdown, METH_NOARGS, NULL },
+	{ "_getenv", mod_getenv, METH_O, NULL },
 	{ "block_signals", mod_block_signals, METH_O,
 	  "block_signals(signals)\n--\n\nBlock the signals in the calling "
 	  "thread (and in the threads it starts afterwards), as a signal "
@@ -978,7 +1223,8 @@ PyMODINIT_FUNC PyInit__cancelfd(void)
 	for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++)
 		if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value))
 			goto fail;
-	if (PyModule_AddStringConstant(m, "ENV", CFD_ENV) < 0)
+	if (PyModule_AddStringConstant(m, "ENV", CFD_ENV) < 0 ||
+	    PyModule_AddStringConstant(m, "ENV_DEADLINE", CFD_ENV_DEADLINE) < 0)
 		goto fail;
 	return m;
 fail:

@@ -178,6 +178,16 @@ class Outcome:
         return "<Outcome %s%s%s>" % (self.status.value, idx, what)
 
 
+def _ns(seconds):
+    """Seconds (an int or a float) as the nearest integer of nanoseconds,
+    exactly: a float that :func:`time.monotonic` returned (an integer of
+    nanoseconds divided by 1e9) gives that integer back, so that
+    ``token.add_deadline(t)`` leaves ``token.deadline == t``, where
+    ``int(t * 1e9)`` may be a nanosecond short."""
+    p, q = float(seconds).as_integer_ratio()
+    return (2 * p * 1000000000 + q) // (2 * q)
+
+
 _TRIGGERED = object()
 _TIMEOUT = object()
 _selector_loop = asyncio.selector_events.BaseSelectorEventLoop
@@ -303,6 +313,22 @@ class CancelToken(_c.Token):
     ``loop``, if given, binds the token to one event loop: it may only be
     awaited there, and combined with tokens of the same loop.  Without
     it, the token works in any loop, and in several at once.
+
+    The cause says why, by whom, where and when (:attr:`reason`,
+    :attr:`origin`, :attr:`message`, :attr:`code`, :attr:`remote`,
+    :attr:`origin_path`, :attr:`trigger_time`), and :attr:`deadline`
+    when, at the latest, time will cancel the token:
+
+    >>> server = CancelToken('server')
+    >>> budget = server.add_timeout(30)
+    >>> request = server.child('request')
+    >>> 29 < request.remaining <= 30
+    True
+    >>> server.trigger('shutting down', code=503)
+    >>> request.reason, request.origin, request.message, request.code
+    (<Reason.PARENT: 6>, <CancelToken: server>, 'shutting down', 503)
+    >>> request.remaining
+    0.0
     """
 
     _loop = None
@@ -331,16 +357,28 @@ class CancelToken(_c.Token):
         """The event loop the token is bound to, or None."""
         return self._loop
 
-    def trigger(self, message=None):
+    def trigger(self, message=None, *, code=None):
         """Trigger the token, and every token below it.
 
         The first trigger wins and records the cause (:attr:`reason`,
-        :attr:`message`, :attr:`trigger_time`), which never changes; later
-        calls do nothing.  Safe from any thread, from a signal handler
-        installed with :func:`signal.signal` and from a finalizer: every
-        loop waiting on the token, or on a token below it, wakes.
+        :attr:`message`, :attr:`code`, :attr:`trigger_time`), which never
+        changes; later calls do nothing (:meth:`try_trigger` tells which
+        call won).  ``code`` is an integer of the application's (an HTTP or
+        gRPC status, an exit status; it must fit in 32 bits, 0 or None
+        means none) that every token the trigger reaches reports, in this
+        process and in those that imported one of them.  Safe from any
+        thread, from a signal handler installed with :func:`signal.signal`
+        and from a finalizer: every loop waiting on the token, or on a
+        token below it, wakes.
         """
-        self._trigger(message)
+        self._trigger(message, code)
+
+    def try_trigger(self, message=None, *, code=None):
+        """Trigger the token as :meth:`trigger` does, and return True if
+        this call triggered it, False if it had been triggered already (by
+        another call, a parent or a source), in which case its message and
+        code were dropped."""
+        return self._trigger(message, code)
 
     @property
     def triggered_token(self):
@@ -473,6 +511,14 @@ class CancelToken(_c.Token):
         (see :meth:`settle` to get each case as a value).  If the calling
         task is cancelled, the awaitables are cancelled and awaited, and
         :class:`asyncio.CancelledError` propagates.
+
+        The token's :attr:`deadline` is no implicit timeout: with
+        ``timeout=None`` the call waits until something finishes or the
+        token triggers, which a timeout or deadline source does at its
+        time (``OperationCancelled``, reason ``TIMEOUT``).  Pass
+        ``timeout=token.remaining`` to stop at a deadline that is only
+        known (one that came from another process) with
+        :class:`TimeoutError`.
         """
         if len(awaitables) == 1:
             fut = awaitables[0]
@@ -498,7 +544,8 @@ class CancelToken(_c.Token):
         awaitable that finished first was cancelled by something else
         (``Status.CANCELLED``), the token triggered (``TRIGGERED``), the
         timeout passed (``TIMEOUT``).  Only the cancellation of the
-        calling task itself raises :class:`asyncio.CancelledError`.
+        calling task itself raises :class:`asyncio.CancelledError`.  As
+        there, the token's :attr:`deadline` is no implicit timeout.
         """
         return await self._settle(awaitables, timeout)
 
@@ -593,13 +640,17 @@ class CancelToken(_c.Token):
         unless something else triggers it first.  Returns the
         :class:`Source`, which the token keeps; ``remove()`` it to cancel
         the timeout.  The library's default watcher thread fires it."""
-        return self._keep(self._add_time(int(seconds * 1e9), False))
+        return self._keep(self._add_time(_ns(seconds), False))
 
     def add_deadline(self, when):
         """Trigger the token at ``when``, in seconds on the
         :func:`time.monotonic` clock (reason ``TIMEOUT``).  A deadline in
-        the past triggers it at once."""
-        return self._keep(self._add_time(int(when * 1e9), True))
+        the past triggers it at once.
+
+        ``token.add_deadline(token.deadline)`` turns a deadline that is
+        only known (one that came from another process, see
+        :attr:`deadline`) into one that triggers the token here."""
+        return self._keep(self._add_time(_ns(when), True))
 
     def add_signals(self, *signals):
         """Trigger the token when one of ``signals`` arrives (reason
@@ -637,8 +688,12 @@ class CancelToken(_c.Token):
         ``shared=True`` gives the token's eventfd itself, which a holder
         may write to trigger the token.  ``inherit=True`` leaves it
         without close-on-exec (``subprocess``'s ``pass_fds`` does not need
-        it).  A C program takes it with ``cfd_token_from_env()`` when its
-        number is in the environment variable ``CANCELFD``.
+        it).  The other side's import reports this token's cause when it
+        triggers (:attr:`remote`), or reason ``GONE`` when it is freed
+        untriggered or this process ends.  For a program started with an
+        environment, :meth:`export_env` passes the number and the
+        :attr:`deadline` too (``cfd_token_from_env()`` in C,
+        :meth:`from_env` in Python).
         """
         flags = ((_c.EXPORT_INHERIT if inherit else 0) |
                  (_c.EXPORT_SHARED if shared else 0))
@@ -650,23 +705,68 @@ class CancelToken(_c.Token):
         export of another process's token (with that token's cause, or
         reason ``GONE`` if it went away untriggered), a pidfd, a socket
         (reason ``FD``).  The token watches a duplicate; the caller keeps
-        ``fd``."""
+        ``fd``.
+
+        Its :attr:`deadline` is the exporter's only when the exporter
+        forked this process after exporting (not across ``exec``): pass
+        the deadline with :meth:`export_env` and :meth:`from_env`, or by
+        pickling, which carry it."""
         return cls._import_fd(int(fd), name)._made(loop, ())
+
+    def export_env(self, env=None, *, inherit=False):
+        """Export the token for a program started with an environment:
+        return ``(fd, environ)``, a new watch-only file descriptor (as
+        :meth:`export_fd` makes) and a new dict, a copy of ``env``
+        (:data:`os.environ` if None) with ``CANCELFD`` set to the
+        descriptor's number and ``CANCELFD_DEADLINE`` to the token's
+        :attr:`deadline` as the time that remains now (or removed, when it
+        has none), which :meth:`from_env` and ``cfd_token_from_env()``
+        read::
+
+            fd, environ = token.export_env()
+            subprocess.run(cmd, env=environ, pass_fds=[fd])
+            os.close(fd)
+
+        The process's own environment is not touched (the C function
+        ``cfd_token_export_env()`` sets it, which is not safe while other
+        threads read it).  ``inherit=True`` leaves the descriptor without
+        close-on-exec, for :func:`os.execve` and the like; ``subprocess``
+        and :mod:`asyncio`'s subprocesses take ``pass_fds`` instead.
+        """
+        fd = self.export_fd(inherit=inherit)
+        try:
+            left, realtime = self._deadline_wire()
+            environ = dict(os.environ if env is None else env)
+            environ[_c.ENV] = str(fd)
+            if left < 0:
+                environ.pop(_c.ENV_DEADLINE, None)
+            else:
+                environ[_c.ENV_DEADLINE] = "%d@%d" % (left, realtime)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, environ
 
     @classmethod
     def from_env(cls, name="", *, loop=None):
         """The token a parent process passed in the environment variable
-        ``CANCELFD`` (as ``cancelfd-run`` does), or None if there is none.
+        ``CANCELFD`` (as ``cancelfd-run`` and :meth:`export_env` do), or
+        None if there is none.
 
-        The variable is removed from the environment.  Call it early,
-        before starting threads.
+        Its :attr:`deadline` is the one ``CANCELFD_DEADLINE`` gave, less
+        the time that passed since it was written.  Both variables are
+        removed from the environment, :data:`os.environ` included: they
+        name a descriptor of this process, and mean nothing to its
+        children.  Call it early, before starting threads.
         """
         try:
             tok = cls._from_env(name)
         finally:
-            # The library removed it from the C environment; os.environ
-            # is Python's copy of it.
-            os.environ.pop(_c.ENV, None)
+            # The library removed them from the C environment; os.environ
+            # is Python's copy of it, made at start-up.
+            for var in (_c.ENV, _c.ENV_DEADLINE):
+                if _c._getenv(var) is None:
+                    os.environ.pop(var, None)
         return None if tok is None else tok._made(loop, ())
 
 
@@ -697,6 +797,14 @@ def all_of(*tokens, name=None):
 
 
 # -- pickling for multiprocessing --
+#
+# Without a deadline a token pickles as the watch-only export it keeps
+# (one per token, duplicated for each pickle).  With one, the export goes
+# with the deadline in a cfd_token_send() message queued on a socket pair
+# made for that pickle, and the pickle passes the receiving end: the
+# child's cfd_token_recv() takes both, less the time that passed.  A bare
+# pipe would carry no deadline to a process that the exporter did not
+# fork (spawn, forkserver, a running worker).
 
 def _rebuild(cls, name, dupfd):
     fd = dupfd.detach()
@@ -706,10 +814,36 @@ def _rebuild(cls, name, dupfd):
         os.close(fd)
 
 
+def _rebuild_sent(cls, name, dupfd):
+    fd = dupfd.detach()
+    try:
+        return cls._recv(fd, name)._made(None, ())
+    finally:
+        os.close(fd)
+
+
 def _reduce(token):
-    from multiprocessing import reduction
-    return _rebuild, (type(token), token.name,
-                      reduction.DupFd(token._export_kept()))
+    from multiprocessing import context, reduction, util
+    if token._deadline_ns is None:
+        return _rebuild, (type(token), token.name,
+                          reduction.DupFd(token._export_kept()))
+    import socket
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with mine:
+        token._send(mine.fileno())
+    fd = theirs.detach()
+    try:
+        popen = context.get_spawning_popen()
+        dupfd = reduction.DupFd(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if popen is None:
+        os.close(fd)  # the resource sharer holds a duplicate
+    else:
+        # Passed as it is when the process starts: kept until then.
+        util.Finalize(popen, os.close, (fd,))
+    return _rebuild_sent, (type(token), token.name, dupfd)
 
 
 def _register_pickling(cls):
